@@ -1,0 +1,265 @@
+"""The image job: read -> depth -> write, with reading and writing in background threads.
+
+The same code runs in the local engine (one process) and inside each Ray worker. Reading runs ahead of the
+model through a bounded window, same-size images are grouped into batches, and rendering / PNG encoding /
+writing run behind it in a bounded pool, so the model rarely waits for the disk and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .inputs import preview_rgb, read_image
+from .outputs import QuantizedDepth, RenderOptions, output_array, render, save, write_atomic
+
+STORE_FOLDER = ".depth-anything-store"  # quantized depth kept between the two passes of --normalize batch
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How depth is computed; passed unchanged to every worker."""
+
+    input_size: int = 518
+    max_size: int | None = None
+    batch_size: int = 4
+    tiled: str = "off"  # "off" | "on" | "auto"
+    tile: int | None = None
+    overlap: int | None = None
+
+    def infer_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(input_size=self.input_size, max_size=self.max_size)
+        if self.tiled != "off":  # only tiling-aware versions of infer know these keywords
+            kwargs.update(tiled=True if self.tiled == "on" else "auto", tile=self.tile, overlap=self.overlap)
+        return kwargs
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What each worker needs to load the model itself (picklable, unlike the model)."""
+
+    checkpoint: str
+    family: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+
+    def load(self):
+        from ..model import DepthAnything
+
+        return DepthAnything.from_pretrained(self.checkpoint, family=self.family, device=self.device, dtype=self.dtype)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One image to process: its source, its final output, and (two-pass runs) where its depth is stored."""
+
+    source: Path
+    output: Path
+    store: Path | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task: Task
+    error: str | None = None  # None: written
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def predict(model, arrays: Sequence[np.ndarray], settings: InferenceSettings) -> list[torch.Tensor | Exception]:
+    """Depth for same-size images in one call; when the batch fails, each image is retried alone so that one
+    bad input (or a batch too large for memory) fails only itself."""
+    try:
+        depth = model.infer(list(arrays), batch_size=len(arrays), **settings.infer_kwargs())
+        return list(depth)
+    except Exception as exc:  # noqa: BLE001 - reported per image below
+        if len(arrays) == 1:
+            return [exc]
+    results: list[torch.Tensor | Exception] = []
+    for array in arrays:
+        results.extend(predict(model, [array], settings))
+    return results
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) < 500 else text[:500] + "..."
+
+
+def run_tasks(
+    tasks: Iterable[Task],
+    load: Callable[[Task], tuple[Any, Any]],
+    compute: Callable[[list[Any]], list[Any]] | None,
+    finish: Callable[[Task, Any, Any], None],
+    *,
+    batch_size: int,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    readers: int = 2,
+    writers: int = 2,
+) -> list[Outcome]:
+    """Run `load` (threads) -> `compute` (this thread, batched by key) -> `finish` (threads) over tasks.
+
+    `load(task)` returns (group key, payload); payloads with equal keys are computed together, up to
+    `batch_size` at a time. `compute(payloads)` returns one result (or Exception) per payload; None passes the
+    payloads through. Errors anywhere fail only that task. Outcomes come back in completion order.
+    """
+    outcomes: list[Outcome] = []
+    lock = threading.Lock()
+    window = max(4 * batch_size, 2 * readers)  # images read ahead of the model
+    write_slots = threading.BoundedSemaphore(2 * batch_size + writers)  # images rendered behind it
+
+    def record(outcome: Outcome) -> None:
+        with lock:
+            outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    def finish_one(task: Task, payload: Any, result: Any) -> None:
+        try:
+            finish(task, payload, result)
+        except Exception as exc:  # noqa: BLE001 - a failed write fails this task only
+            record(Outcome(task, f"cannot write {task.output}: {_describe(exc)}"))
+        else:
+            record(Outcome(task))
+        finally:
+            write_slots.release()
+
+    with ThreadPoolExecutor(readers, thread_name_prefix="read") as read_pool, ThreadPoolExecutor(
+        writers, thread_name_prefix="write"
+    ) as write_pool:
+        pending_writes: list[Future] = []
+
+        def run_group(group: list[tuple[Task, Any]]) -> None:
+            payloads = [payload for _, payload in group]
+            if compute is None:
+                results = payloads
+            else:
+                try:
+                    results = compute(payloads)
+                except Exception as exc:  # noqa: BLE001
+                    results = [exc] * len(payloads)
+            for (task, payload), result in zip(group, results):
+                if isinstance(result, Exception):
+                    record(Outcome(task, f"depth failed: {_describe(result)}"))
+                    continue
+                write_slots.acquire()  # blocks while the writers are behind: bounded memory
+                pending_writes.append(write_pool.submit(finish_one, task, payload, result))
+
+        groups: dict[Any, list[tuple[Task, Any]]] = {}
+        waiting = 0
+        try:
+            for task, future in _read_ahead(read_pool, load, tasks, window):
+                try:
+                    key, payload = future.result()
+                except Exception as exc:  # noqa: BLE001 - unreadable input: report, go on
+                    record(Outcome(task, _describe(exc)))
+                    continue
+                group = groups.setdefault(key, [])
+                group.append((task, payload))
+                waiting += 1
+                if len(group) >= batch_size:
+                    waiting -= len(groups.pop(key))
+                    run_group(group)
+                elif waiting >= window:
+                    # Many sizes in flight: run the fullest group rather than hold more images in memory.
+                    fullest = max(groups, key=lambda k: len(groups[k]))
+                    waiting -= len(groups[fullest])
+                    run_group(groups.pop(fullest))
+            for key in list(groups):
+                run_group(groups.pop(key))
+        finally:
+            for future in pending_writes:
+                future.exception()  # wait; errors were recorded in finish_one
+    return outcomes
+
+
+def _read_ahead(pool: ThreadPoolExecutor, load, tasks: Iterable[Task], window: int) -> Iterator[tuple[Task, Future]]:
+    """(task, future of load(task)) in task order, with at most `window` loads submitted ahead."""
+    queue: deque[tuple[Task, Future]] = deque()
+    iterator = iter(tasks)
+    try:
+        for task in iterator:
+            queue.append((task, pool.submit(load, task)))
+            if len(queue) >= window:
+                yield queue.popleft()
+        while queue:
+            yield queue.popleft()
+    finally:
+        for _, future in queue:
+            future.cancel()
+
+
+# ------------------------------------------------------------------------------------------- the image job
+
+
+class ImageJob:
+    """Depth for image tasks with one loaded model: the unit of work of both engines.
+
+    Example:
+        >>> job = ImageJob(model, InferenceSettings(input_size=518), RenderOptions())  # doctest: +SKIP
+        >>> outcomes = job.run([Task(Path("in.jpg"), Path("out/in.png"))])  # doctest: +SKIP
+    """
+
+    def __init__(self, model, settings: InferenceSettings, options: RenderOptions):
+        self.model = model
+        self.settings = settings
+        self.options = options
+
+    def _load(self, task: Task) -> tuple[tuple[int, ...], np.ndarray]:
+        array = read_image(task.source)
+        return array.shape[:2], array
+
+    def _compute(self, arrays: list[np.ndarray]) -> list[torch.Tensor | Exception]:
+        return predict(self.model, arrays, self.settings)
+
+    def _write_output(self, task: Task, array: np.ndarray, depth: torch.Tensor) -> None:
+        image = preview_rgb(array) if self.options.needs_image else None
+        save(task.output, output_array(depth, image, self.options))
+
+    def _write_store(self, task: Task, array: np.ndarray, depth: torch.Tensor) -> None:
+        stored = QuantizedDepth.from_depth(depth, self.options.metric)
+        write_atomic(task.store, stored.save)
+
+    def run(self, tasks: Iterable[Task], *, store: bool = False, on_outcome=None) -> list[Outcome]:
+        """Compute depth for `tasks` and write their outputs (or, with `store`, their stored depth)."""
+        finish = self._write_store if store else self._write_output
+        return run_tasks(
+            tasks, self._load, self._compute, finish, batch_size=self.settings.batch_size, on_outcome=on_outcome
+        )
+
+
+def render_stored(
+    tasks: Iterable[Task], options: RenderOptions, value_range: tuple[float, float], *, on_outcome=None
+) -> list[Outcome]:
+    """Second pass of a shared-range run: stored depth -> outputs over `value_range`, no model needed."""
+
+    def load(task: Task) -> tuple[None, tuple[QuantizedDepth, np.ndarray | None]]:
+        stored = QuantizedDepth.load(task.store)
+        image = preview_rgb(read_image(task.source)) if options.needs_image else None
+        return None, (stored, image)
+
+    def finish(task: Task, payload, _result) -> None:
+        stored, image = payload
+        save(task.output, render(stored.unit(*value_range), image, options))
+
+    return run_tasks(tasks, load, None, finish, batch_size=8, on_outcome=on_outcome)
+
+
+def stored_range(paths: Iterable[Path]) -> tuple[float, float]:
+    """The range shared by all stored depth maps."""
+    low, high = float("inf"), float("-inf")
+    for path in paths:
+        with np.load(path) as data:
+            a, b = data["range"].tolist()
+        low, high = min(low, a), max(high, b)
+    return low, high

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
@@ -66,14 +66,20 @@ def _inside(path: Path, folder: Path | None) -> bool:
     return True
 
 
-def _walk(folder: Path, exclude: Path | None) -> Iterable[Path]:
-    """Files under `folder`, recursively, in sorted order; hidden entries and the output folder left out."""
+def _walk(folder: Path, exclude: Path | None) -> list[Path]:
+    """Files under `folder`, recursively, sorted by path; hidden entries and the output folder left out."""
+    files, visited = [], {folder.resolve()}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not _inside(here / d, exclude))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield here / name
+        kept = []
+        for name in dirnames:
+            real = (here / name).resolve()
+            if not name.startswith(".") and not _inside(real, exclude) and real not in visited:
+                visited.add(real)  # a linked folder is walked once, and a link loop ends
+                kept.append(name)
+        dirnames[:] = kept
+        files.extend(here / name for name in filenames if not name.startswith("."))
+    return sorted(files, key=lambda path: path.relative_to(folder).parts)
 
 
 def _stem(path: Path) -> PurePath:

@@ -80,7 +80,7 @@ def predict(model, arrays: Sequence[np.ndarray], settings: InferenceSettings) ->
     """Depth for same-size images in one call; when the batch fails, each image is retried alone so that one
     bad input (or a batch too large for memory) fails only itself."""
     try:
-        depth = model.infer(list(arrays), batch_size=len(arrays), **settings.infer_kwargs())
+        depth = model.infer(list(arrays), batch_size=settings.batch_size, **settings.infer_kwargs())
         return list(depth)
     except Exception as exc:  # noqa: BLE001 - reported per image below
         if len(arrays) == 1:

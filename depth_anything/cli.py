@@ -256,7 +256,7 @@ class Report:
 
     def summary(self) -> str:
         lines = [f"{self.written} written, {self.skipped} already done (skipped; --overwrite redoes them), "
-                 f"{len(self.ignored)} not of the wanted kind (ignored), {len(self.failed)} failed."]
+                 f"{len(self.failed)} failed, {len(self.ignored)} other files ignored."]
         if self.failed:
             lines.append("Failed:")
             lines.extend(f"  {source}: {reason}" for source, reason in self.failed)
@@ -355,8 +355,10 @@ def _run_videos(args, engine, sources: Sequence[Source], outdir: Path, options: 
     todo = [t for t in tasks if args.overwrite or not t.output.exists()]
     report.skipped += len(tasks) - len(todo)
     remove_stale_partials({t.output.parent for t in todo})
+    from .batch.video import frame_count
+
     for number, task in enumerate(todo, 1):
-        progress = _Progress(None, "frame", f"video {number}/{len(todo)}", args.quiet)
+        progress = _Progress(frame_count(task.source), "frame", f"video {number}/{len(todo)}", args.quiet)
         try:
             report.add(engine.videos([task], options, progress=progress.frames))
         finally:
@@ -379,6 +381,10 @@ def _make_engine(args, spec: ModelSpec, settings: InferenceSettings):
             family, encoder = engine.model.family, engine.model.encoder
     except (CheckpointError, ModelNotAvailableError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from exc
+    except (ValueError, RuntimeError, AssertionError, ConnectionError) as exc:
+        # e.g. --device cuda without a GPU, an unknown --dtype, a Ray address that does not answer
+        where = f"Ray at {args.address}" if args.engine == "ray" and args.address else f"device {args.device or 'auto'}"
+        raise UsageError(f"cannot start the model on {where}: {exc}") from exc
     if args.encoder and args.checkpoint and args.encoder != encoder:
         engine.close()
         raise UsageError(f"--encoder {args.encoder} but {args.checkpoint} is a {encoder} model; drop one of them")

@@ -58,6 +58,15 @@ def cli(*args, cwd: Path, check_rc: int | None = None, timeout: float = 300) -> 
     return result
 
 
+def run_main(*args, cwd: Path, monkeypatch, capsys, check_rc: int) -> tuple[str, str]:
+    """The command in this process (quicker than a subprocess); returns (stdout, stderr)."""
+    monkeypatch.chdir(cwd)
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert rc == check_rc, f"rc {rc}\nstdout:\n{out}\nstderr:\n{err}"
+    return out, err
+
+
 def smooth_image(height: int, width: int, seed: int) -> np.ndarray:
     """A photo-like uint8 RGB image: gradients and blobs, so depth maps are not flat."""
     rng = np.random.default_rng(seed)
@@ -102,7 +111,7 @@ def test_folder_default_output_matches_official_layout(tmp_path, checkpoint, mod
 
     assert outputs(tmp_path / "out") == EXPECTED
     assert "broken.jpg" in result.stdout and "cannot read image" in result.stdout
-    assert "6 written" in result.stdout and "1 failed" in result.stdout
+    assert "6 written" in result.stdout and "1 failed, 1 other files ignored" in result.stdout
     assert "notes.txt" in result.stderr  # the note about the skipped non-image
 
     # image | 50 px white | Spectral_r depth of the library's own prediction, per image normalisation
@@ -126,47 +135,57 @@ def test_folder_default_output_matches_official_layout(tmp_path, checkpoint, mod
     assert "0 written, 6 already done" in again.stdout
 
 
-def test_list_file_and_glob(tmp_path, checkpoint):
+def test_list_file_and_glob(tmp_path, checkpoint, monkeypatch, capsys):
     write_tree(tmp_path / "in")
     (tmp_path / "lists").mkdir()
     # entries relative to the list's own folder, a comment, a blank line and a missing file
     (tmp_path / "lists" / "files.txt").write_text("# my picks\n../in/a.jpg\n\n../in/trip/day2/c.webp\n../in/gone.png\n")
-    result = cli("--checkpoint", checkpoint, "--img-path", "lists/files.txt", "--outdir", "from_list",
-                 "--input-size", SIZE, "--pred-only", "--grayscale", cwd=tmp_path, check_rc=1)
+    out, _ = run_main("--checkpoint", checkpoint, "--img-path", "lists/files.txt", "--outdir", "from_list",
+                      "--input-size", SIZE, "--pred-only", "--grayscale", cwd=tmp_path, monkeypatch=monkeypatch,
+                      capsys=capsys, check_rc=1)
     assert outputs(tmp_path / "from_list") == {"a.png", "trip/day2/c.png"}  # mirrored below the common folder
-    assert "gone.png" in result.stdout
+    assert "gone.png" in out
     assert Image.open(tmp_path / "from_list" / "a.png").mode == "L"
 
-    cli("--checkpoint", checkpoint, "--img-path", "in/trip/**/*.png", "--outdir", "from_glob", "--input-size", SIZE,
-        "--format", "png8", cwd=tmp_path, check_rc=0)
+    run_main("--checkpoint", checkpoint, "--img-path", "in/trip/**/*.png", "--outdir", "from_glob",
+             "--input-size", SIZE, "--format", "png8", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+             check_rc=0)
     assert outputs(tmp_path / "from_glob") == {"day1/b.png", "deep16.png", "gray.png"}
     assert np.array(Image.open(tmp_path / "from_glob" / "gray.png")).shape == (36, 52, 3)  # depth alone, coloured
 
 
-def test_png16_keeps_more_than_8_bits_and_npy_is_raw(tmp_path, checkpoint, model):
+def test_png16_keeps_more_than_8_bits_and_npy_is_raw(tmp_path, checkpoint, model, monkeypatch, capsys):
     Image.fromarray(smooth_image(64, 96, 7)).save(tmp_path / "photo.png")
-    cli("--checkpoint", checkpoint, "--img-path", "photo.png", "--outdir", "o16", "--input-size", SIZE,
-        "--format", "png16", cwd=tmp_path, check_rc=0)
-    cli("--checkpoint", checkpoint, "--img-path", "photo.png", "--outdir", "onpy", "--input-size", SIZE,
-        "--format", "npy", cwd=tmp_path, check_rc=0)
+    for fmt in ("png16", "npy"):
+        run_main("--checkpoint", checkpoint, "--img-path", "photo.png", "--outdir", f"o_{fmt}", "--input-size", SIZE,
+                 "--format", fmt, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
 
-    depth16 = np.array(Image.open(tmp_path / "o16" / "photo.png"))
+    depth16 = np.array(Image.open(tmp_path / "o_png16" / "photo.png"))
     assert depth16.dtype == np.uint16 and depth16.shape == (64, 96)
     assert len(np.unique(depth16)) > 256  # more levels than 8 bits can hold
     assert (depth16 % 257 != 0).mean() > 0.5  # not 8-bit values scaled up
     assert depth16.min() == 0 and depth16.max() == 65535
 
-    raw = np.load(tmp_path / "onpy" / "photo.npy")
+    raw = np.load(tmp_path / "o_npy" / "photo.npy")
     expected = model.infer(read_image(tmp_path / "photo.png"), input_size=int(SIZE))[0].numpy()
     assert raw.dtype == np.float32 and np.allclose(raw, expected, rtol=1e-5, atol=1e-5)
     assert np.abs(depth16.astype(int) - to_uint16(normalize(torch.from_numpy(raw))).astype(int)).max() <= 1
 
+    # the folder remembers its settings: another format there is refused, unless --overwrite
+    again = ["--checkpoint", checkpoint, "--img-path", "photo.png", "--outdir", "o_png16", "--input-size", SIZE,
+             "--format", "png8", "--grayscale"]
+    _, err = run_main(*again, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=2)
+    assert "other settings" in err and "png16" in err
+    run_main(*again, "--overwrite", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
+    assert np.array(Image.open(tmp_path / "o_png16" / "photo.png")).dtype == np.uint8
 
-def test_batch_normalization_shares_one_range_across_images(tmp_path, checkpoint):
+
+def test_batch_normalization_shares_one_range_across_images(tmp_path, checkpoint, monkeypatch, capsys):
     Image.fromarray(smooth_image(48, 48, 11)).save(tmp_path / "busy.png")
     Image.fromarray(np.full((48, 48, 3), 128, np.uint8)).save(tmp_path / "flat.png")
-    cli("--checkpoint", checkpoint, "--img-path", "busy.png", "flat.png", "--outdir", "out", "--input-size", SIZE,
-        "--format", "png16", "--normalize", "batch", cwd=tmp_path, check_rc=0)
+    run_main("--checkpoint", checkpoint, "--img-path", "busy.png", "flat.png", "--outdir", "out", "--input-size", SIZE,
+             "--format", "png16", "--normalize", "batch", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+             check_rc=0)
     busy = np.array(Image.open(tmp_path / "out" / "busy.png")).astype(int)
     flat = np.array(Image.open(tmp_path / "out" / "flat.png")).astype(int)
     both = np.concatenate([busy.ravel(), flat.ravel()])
@@ -176,6 +195,7 @@ def test_batch_normalization_shares_one_range_across_images(tmp_path, checkpoint
     assert not (tmp_path / "out" / ".depth-anything-store").exists()  # the stored depth is cleaned up
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_with_every_output_complete(tmp_path, checkpoint):
     count = 36
     (tmp_path / "in").mkdir()
@@ -236,7 +256,7 @@ def read_video(path: Path) -> tuple[Fraction, list[np.ndarray]]:
         return Fraction(stream.average_rate), frames
 
 
-def test_video_keeps_frame_count_and_exact_rate_without_flicker(tmp_path, checkpoint, model):
+def test_video_keeps_frame_count_and_exact_rate_without_flicker(tmp_path, checkpoint, model, monkeypatch, capsys):
     # alternate a busy scene and a nearly flat one, so that depth ranges differ from frame to frame
     frames = [smooth_image(48, 64, 20) if i % 2 == 0 else np.full((48, 64, 3), 90 + i, np.uint8) for i in range(10)]
     make_video(tmp_path / "clip.mp4", frames, Fraction(30000, 1001))
@@ -251,10 +271,10 @@ def test_video_keeps_frame_count_and_exact_rate_without_flicker(tmp_path, checkp
     assert side_by_side[0].shape == (48, 2 * 64 + 50, 3)
     assert side_by_side[0][:, 64 + 5 : 64 + 45].min() > 240  # the white gap
 
-    cli("--checkpoint", checkpoint, "--video-path", "clip.mp4", "--outdir", "clip_range", "--input-size", SIZE,
-        "--pred-only", "--grayscale", cwd=tmp_path, check_rc=0)
-    cli("--checkpoint", checkpoint, "--video-path", "clip.mp4", "--outdir", "frame_range", "--input-size", SIZE,
-        "--pred-only", "--grayscale", "--normalize", "per_image", cwd=tmp_path, check_rc=0)
+    for outdir, extra in (("clip_range", []), ("frame_range", ["--normalize", "per_image"])):
+        run_main("--checkpoint", checkpoint, "--video-path", "clip.mp4", "--outdir", outdir, "--input-size", SIZE,
+                 "--pred-only", "--grayscale", *extra, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+                 check_rc=0)
 
     # what the command saw (decoded input frames) through the library, with both normalisations
     _, decoded = read_video(tmp_path / "clip.mp4")
@@ -272,15 +292,16 @@ def test_video_keeps_frame_count_and_exact_rate_without_flicker(tmp_path, checkp
     assert error(tmp_path / "frame_range" / "clip.mp4", own_range) < 3
 
 
-def test_ray_engine_writes_the_same_files_as_the_local_engine(tmp_path, checkpoint):
+@pytest.mark.slow
+def test_ray_engine_writes_the_same_files_as_the_local_engine(tmp_path, checkpoint, monkeypatch, capsys):
     write_tree(tmp_path / "in")
     frames = [smooth_image(32, 48, 30 + i) for i in range(4)]
     make_video(tmp_path / "clip.mp4", frames, Fraction(25, 1))
     common = ["--checkpoint", checkpoint, "--img-path", "in", "--video-path", "clip.mp4", "--input-size", SIZE,
               "--pred-only", "--grayscale", "--normalize", "batch", "--batch-size", "1"]
-    local = cli(*common, "--outdir", "local", cwd=tmp_path, check_rc=1)
+    local, _ = run_main(*common, "--outdir", "local", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=1)
     ray = cli(*common, "--outdir", "ray", "--engine", "ray", "--workers", "2", cwd=tmp_path, check_rc=1, timeout=480)
-    assert local.stdout.splitlines()[0] == ray.stdout.splitlines()[0]  # same counts written / failed
+    assert local.splitlines()[0] == ray.stdout.splitlines()[0]  # same counts written / failed
     assert "broken.jpg" in ray.stdout
 
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local") == EXPECTED
@@ -356,10 +377,12 @@ def test_help_documents_every_option_with_an_example():
     (["--tile", "518"], "--tiled on"),
     (["--checkpoint", "depth_anything_v2_vitz"], "Did you mean"),
     (["--checkpoint", "no_such_file.pth"], "neither an existing file"),
+    (["--device", "cuda:7"], "cannot start the model on device cuda:7"),
 ])
-def test_bad_options_exit_2_with_advice(tmp_path, capsys, args, message):
+def test_bad_options_exit_2_with_advice(tmp_path, capsys, checkpoint, args, message):
     Image.fromarray(smooth_image(8, 8, 0)).save(tmp_path / "x.png")
-    assert main(["--img-path", str(tmp_path / "x.png"), "--outdir", str(tmp_path / "o"), *args]) == 2
+    model_args = [] if "--checkpoint" in args else ["--checkpoint", str(checkpoint)]
+    assert main(["--img-path", str(tmp_path / "x.png"), "--outdir", str(tmp_path / "o"), *model_args, *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 

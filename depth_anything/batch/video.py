@@ -171,6 +171,15 @@ class _Encoder:
         return self.count
 
 
+def frame_count(path: Path) -> int | None:
+    """Frames in a video as its container tells (None when it does not say or the file cannot be read)."""
+    try:
+        with _Clip(path) as clip:
+            return clip.frames
+    except VideoError:
+        return None
+
+
 def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
     batch: list[np.ndarray] = []
     for frame in frames:

@@ -8,7 +8,6 @@ Ray scale-out. Run `depth-anything --help` for every option with an example.
 from __future__ import annotations
 
 import argparse
-import inspect
 import shutil
 import sys
 from collections.abc import Sequence
@@ -228,10 +227,12 @@ def _image_format(args) -> str:
 
 def _inference_settings(args) -> InferenceSettings:
     if args.tiled != "off":
-        from .model import DepthAnything
+        from .tiling import tile_grid
 
-        if "tiled" not in inspect.signature(DepthAnything.infer).parameters:
-            raise UsageError("this version of depth_anything has no tiled inference; use --tiled off")
+        try:  # the same checks every image would fail, made once up front
+            tile_grid(4096, 4096, tile=args.tile, overlap=args.overlap, model_size=args.input_size)
+        except ValueError as exc:
+            raise UsageError(f"--tile / --overlap: {exc}") from exc
     return InferenceSettings(args.input_size, args.max_size, args.batch_size, args.tiled, args.tile, args.overlap)
 
 

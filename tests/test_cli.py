@@ -180,6 +180,19 @@ def test_png16_keeps_more_than_8_bits_and_npy_is_raw(tmp_path, checkpoint, model
     assert np.array(Image.open(tmp_path / "o_png16" / "photo.png")).dtype == np.uint8
 
 
+def test_tiled_option_reaches_the_tiling_engine(tmp_path, checkpoint, model, monkeypatch, capsys):
+    Image.fromarray(smooth_image(168, 252, 9)).save(tmp_path / "wide.png")
+    run_main("--checkpoint", checkpoint, "--img-path", "wide.png", "--outdir", "out", "--input-size", SIZE,
+             "--format", "npy", "--tiled", "on", "--tile", "112", "--overlap", "28", cwd=tmp_path,
+             monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
+    raw = np.load(tmp_path / "out" / "wide.npy")
+    image = read_image(tmp_path / "wide.png")
+    tiled = model.infer(image, input_size=int(SIZE), tiled=True, tile=112, overlap=28)[0].numpy()
+    single = model.infer(image, input_size=int(SIZE))[0].numpy()
+    assert np.allclose(raw, tiled, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(raw, single, rtol=1e-2, atol=1e-2)
+
+
 def test_batch_normalization_shares_one_range_across_images(tmp_path, checkpoint, monkeypatch, capsys):
     Image.fromarray(smooth_image(48, 48, 11)).save(tmp_path / "busy.png")
     Image.fromarray(np.full((48, 48, 3), 128, np.uint8)).save(tmp_path / "flat.png")
@@ -375,6 +388,7 @@ def test_help_documents_every_option_with_an_example():
     (["--input-size", "500"], "multiple of 14"),
     (["--format", "png16", "--colormap", "turbo"], "not coloured"),
     (["--tile", "518"], "--tiled on"),
+    (["--tiled", "on", "--tile", "500"], "multiple of 14"),
     (["--checkpoint", "depth_anything_v2_vitz"], "Did you mean"),
     (["--checkpoint", "no_such_file.pth"], "neither an existing file"),
     (["--device", "cuda:7"], "cannot start the model on device cuda:7"),

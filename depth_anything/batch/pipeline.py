@@ -115,7 +115,8 @@ def run_tasks(
     """
     outcomes: list[Outcome] = []
     lock = threading.Lock()
-    window = max(4 * batch_size, 2 * readers)  # images read ahead of the model
+    read_ahead = batch_size + 2 * readers  # images decoded ahead of the model
+    window = 4 * batch_size  # decoded images waiting for others of their size before a part-full batch runs
     write_slots = threading.BoundedSemaphore(2 * batch_size + writers)  # images rendered behind it
 
     def record(outcome: Outcome) -> None:
@@ -154,11 +155,13 @@ def run_tasks(
                     continue
                 write_slots.acquire()  # blocks while the writers are behind: bounded memory
                 pending_writes.append(write_pool.submit(finish_one, task, payload, result))
+            if len(pending_writes) > 1024:  # long runs: keep only the writes still in flight
+                pending_writes[:] = [f for f in pending_writes if not f.done()]
 
         groups: dict[Any, list[tuple[Task, Any]]] = {}
         waiting = 0
         try:
-            for task, future in _read_ahead(read_pool, load, tasks, window):
+            for task, future in _read_ahead(read_pool, load, tasks, read_ahead):
                 try:
                     key, payload = future.result()
                 except Exception as exc:  # noqa: BLE001 - unreadable input: report, go on

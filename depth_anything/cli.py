@@ -187,7 +187,8 @@ def _model_spec(args) -> ModelSpec:
     try:
         path, registry_family = resolve_source(checkpoint)
     except (FileNotFoundError, ModelNotAvailableError) as exc:
-        raise UsageError(str(exc)) from exc
+        hint = "" if args.checkpoint else " Or give --checkpoint PATH, or keep the file in ./checkpoints/ as the official scripts do."
+        raise UsageError(f"{exc}{hint}") from exc
     family = args.family or registry_family
     if family is None and path.is_file():
         family = family_from_name(path.name)  # keep the name's family: `path` may be a cached copy

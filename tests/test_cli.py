@@ -392,10 +392,13 @@ def test_help_documents_every_option_with_an_example():
     (["--checkpoint", "depth_anything_v2_vitz"], "Did you mean"),
     (["--checkpoint", "no_such_file.pth"], "neither an existing file"),
     (["--device", "cuda:7"], "cannot start the model on device cuda:7"),
+    (["--encoder", "vits"], "'depth_anything_v2_vits' is not in"),  # the default model, offline and not cached
 ])
-def test_bad_options_exit_2_with_advice(tmp_path, capsys, checkpoint, args, message):
+def test_bad_options_exit_2_with_advice(tmp_path, capsys, monkeypatch, checkpoint, args, message):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DEPTH_ANYTHING_CACHE", str(tmp_path / "cache"))
     Image.fromarray(smooth_image(8, 8, 0)).save(tmp_path / "x.png")
-    model_args = [] if "--checkpoint" in args else ["--checkpoint", str(checkpoint)]
+    model_args = [] if {"--checkpoint", "--encoder"} & set(args) else ["--checkpoint", str(checkpoint)]
     assert main(["--img-path", str(tmp_path / "x.png"), "--outdir", str(tmp_path / "o"), *model_args, *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -113,8 +113,9 @@ def main() -> None:
                   f"{len(images) / ours[-1]:.3f} img/s, ratio {theirs[-1] / ours[-1]:.2f}x", flush=True)
 
         # the outputs agree: same weights, same sizes (transformers scales by the max; we by min..max)
-        a = np.asarray(Image.open(work / "out_depth-anything_0" / images[0].parent.name / (images[0].stem + ".png")), float)
-        b = np.asarray(Image.open(work / "out_transformers_0" / images[0].parent.name / (images[0].stem + ".png")), float)
+        first = Path(images[0].parent.name) / (images[0].stem + ".png")
+        a = np.asarray(Image.open(work / "out_depth-anything_0" / first), float)
+        b = np.asarray(Image.open(work / "out_transformers_0" / first), float)
         correlation = np.corrcoef(a.ravel(), b.ravel())[0, 1]
 
         n = len(images)

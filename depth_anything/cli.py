@@ -187,7 +187,9 @@ def _model_spec(args) -> ModelSpec:
     try:
         path, registry_family = resolve_source(checkpoint)
     except (FileNotFoundError, ModelNotAvailableError) as exc:
-        hint = "" if args.checkpoint else " Or give --checkpoint PATH, or keep the file in ./checkpoints/ as the official scripts do."
+        hint = "" if args.checkpoint else (
+            " Or give --checkpoint PATH, or keep the file in ./checkpoints/ as the official scripts do."
+        )
         raise UsageError(f"{exc}{hint}") from exc
     family = args.family or registry_family
     if family is None and path.is_file():
@@ -413,7 +415,8 @@ def run(args) -> int:
     spec = _model_spec(args)
     engine, family, encoder = _make_engine(args, spec, settings)
     try:
-        colormap = "grayscale" if args.grayscale else args.colormap or ("inferno" if family.name == "v1" else "Spectral_r")
+        official_colormap = "inferno" if family.name == "v1" else "Spectral_r"
+        colormap = "grayscale" if args.grayscale else args.colormap or official_colormap
         image_options = RenderOptions(_image_format(args), colormap, args.normalize or "per_image", family.is_metric)
         video_options = RenderOptions("png8" if args.pred_only or args.format == "png8" else "side-by-side",
                                       colormap, args.normalize or "batch", family.is_metric)

@@ -54,7 +54,9 @@ def cli(*args, cwd: Path, check_rc: int | None = None, timeout: float = 300) -> 
     result = subprocess.run([sys.executable, "-m", "depth_anything.cli", *map(str, args)], cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=timeout)
     if check_rc is not None:
-        assert result.returncode == check_rc, f"rc {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        assert result.returncode == check_rc, (
+            f"rc {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
     return result
 
 
@@ -115,7 +117,8 @@ def test_folder_default_output_matches_official_layout(tmp_path, checkpoint, mod
     assert "notes.txt" in result.stderr  # the note about the skipped non-image
 
     # image | 50 px white | Spectral_r depth of the library's own prediction, per image normalisation
-    for name, source in [("a.png", "a.jpg"), ("trip/deep16.png", "trip/deep16.png"), ("trip/gray.png", "trip/gray.png")]:
+    for name, source in [("a.png", "a.jpg"), ("trip/deep16.png", "trip/deep16.png"),
+                         ("trip/gray.png", "trip/gray.png")]:
         out = np.array(Image.open(tmp_path / "out" / name))
         array = read_image(tmp_path / "in" / source)
         height, width = array.shape[:2]

@@ -215,7 +215,8 @@ def video_depth(
     `options.normalize` "batch" gives the whole clip one range. `progress(n)` is called as n more frames finish.
 
     Example:
-        >>> video_depth(model, Path("clip.mp4"), Path("out/clip.mp4"), InferenceSettings(), RenderOptions())  # doctest: +SKIP
+        >>> settings, options = InferenceSettings(), RenderOptions()
+        >>> video_depth(model, Path("clip.mp4"), Path("out/clip.mp4"), settings, options)  # doctest: +SKIP
         240
     """
     if options.format not in ("side-by-side", "png8"):

@@ -47,10 +47,10 @@ def model(checkpoint) -> DepthAnything:
     return DepthAnything.from_pretrained(checkpoint, device="cpu")
 
 
-def cli(*args, cwd: Path, check_rc: int | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def cli(*args, cwd: Path, check_rc: int | None = None, timeout: float = 300, env: dict | None = None):
     """Run `python -m depth_anything.cli` as a separate process, as a user's shell would."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "HF_HUB_OFFLINE": "1"}
+           "HF_HUB_OFFLINE": "1", **(env or {})}
     result = subprocess.run([sys.executable, "-m", "depth_anything.cli", *map(str, args)], cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=timeout)
     if check_rc is not None:
@@ -395,16 +395,22 @@ def test_help_documents_every_option_with_an_example():
     (["--checkpoint", "depth_anything_v2_vitz"], "Did you mean"),
     (["--checkpoint", "no_such_file.pth"], "neither an existing file"),
     (["--device", "cuda:7"], "cannot start the model on device cuda:7"),
-    (["--encoder", "vits"], "'depth_anything_v2_vits' is not in"),  # the default model, offline and not cached
 ])
-def test_bad_options_exit_2_with_advice(tmp_path, capsys, monkeypatch, checkpoint, args, message):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("DEPTH_ANYTHING_CACHE", str(tmp_path / "cache"))
+def test_bad_options_exit_2_with_advice(tmp_path, capsys, checkpoint, args, message):
     Image.fromarray(smooth_image(8, 8, 0)).save(tmp_path / "x.png")
-    model_args = [] if {"--checkpoint", "--encoder"} & set(args) else ["--checkpoint", str(checkpoint)]
+    model_args = [] if "--checkpoint" in args else ["--checkpoint", str(checkpoint)]
     assert main(["--img-path", str(tmp_path / "x.png"), "--outdir", str(tmp_path / "o"), *model_args, *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_default_model_offline_says_where_to_put_it(tmp_path):
+    Image.fromarray(smooth_image(8, 8, 0)).save(tmp_path / "x.png")
+    result = cli("--encoder", "vits", "--img-path", "x.png", cwd=tmp_path, check_rc=2,
+                 env={"DEPTH_ANYTHING_CACHE": str(tmp_path / "cache")})
+    assert "depth_anything_v2_vits.pth" in result.stderr and str(tmp_path / "cache") in result.stderr
+    assert "--checkpoint PATH" in result.stderr and "./checkpoints/" in result.stderr
+    assert not (tmp_path / "vis_depth").exists()
 
 
 def test_unknown_family_of_checkpoint_is_refused(tmp_path, capsys, checkpoint):

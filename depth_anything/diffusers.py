@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -448,7 +447,9 @@ class DepthAnythingDetector:
             normalize: "per_image", "batch" (one range across all images: no flicker in video) or "percentile".
             invert: force far = white (True) or near = white (False); None picks from `controlnet`.
             controlnet: hub id, path, ControlNet model or pipeline the image is for (see `control_image`).
-            tiled, tile, overlap: high-resolution tiled inference, passed to `DepthAnything.infer`.
+            tiled: True for high-resolution depth from overlapping native-resolution tiles (finer detail on large
+                photos, no seams), "auto" to tile only images large enough to gain; see `DepthAnything.infer`.
+            tile, overlap: tile side (a multiple of 14) and overlap in pixels, for `tiled`.
             max_size: cap on the longest side the network sees (default 3 x detect_resolution).
             batch_size: same-size images per network call.
 
@@ -473,14 +474,11 @@ class DepthAnythingDetector:
                 "diffusers.utils.load_image(path)."
             )
 
-        infer_options: dict[str, Any] = dict(input_size=detect_resolution, max_size=max_size, batch_size=batch_size)
-        if tiled or tile is not None or overlap is not None:
-            if "tiled" not in inspect.signature(self.model.infer).parameters:
-                raise RuntimeError("This depth_anything has no tiled inference yet; update it or use tiled=False.")
-            infer_options.update(tiled=tiled, tile=tile, overlap=overlap)
-
         try:
-            depth = self.model.infer(image, **infer_options)
+            depth = self.model.infer(
+                image, input_size=detect_resolution, max_size=max_size, batch_size=batch_size, tiled=tiled, tile=tile,
+                overlap=overlap,
+            )
         except (TypeError, ValueError) as error:
             if isinstance(image, (list, tuple)):
                 raise _name_bad_image(image, error) from error

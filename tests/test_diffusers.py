@@ -97,6 +97,22 @@ def test_detect_resolution_changes_what_the_network_sees(detector):
     assert (low - high).abs().max() > 1e-3  # ... the detail does
 
 
+def test_tiled_detection_equals_library_tiled_infer(detector, checkpoint):
+    image = scene(224, 168)
+    model = DepthAnything.from_pretrained(checkpoint, device="cpu")
+    expected = normalize(model.infer(image, input_size=RES, tiled=True, tile=RES))[0]
+    tiled = detector(image, detect_resolution=RES, tiled=True, tile=RES, output_type="pt")
+    assert torch.equal(tiled[0, 0], expected)
+    plain = detector(image, detect_resolution=RES, output_type="pt")
+    assert (tiled - plain).abs().max() > 1e-3  # the tiles add detail the single pass does not have
+    sized = detector(image, detect_resolution=RES, tiled="auto", tile=RES, image_resolution=64)
+    assert sized.size == (88, 64)
+    with pytest.raises(ValueError, match="tiled must be False, True or 'auto'"):
+        detector(image, detect_resolution=RES, tiled="yes")
+    with pytest.raises(ValueError, match="14"):
+        detector(image, detect_resolution=RES, tiled=True, tile=50)
+
+
 def test_metric_model_is_near_white(tmp_path):
     path = write_checkpoint(tmp_path / "depth_anything_v2_metric_hypersim_vits.pth")
     metric = DepthAnythingDetector.from_pretrained(path, device="cpu")
@@ -426,7 +442,7 @@ def test_example_runs_end_to_end_with_local_weights(script, checkpoint, photo_fi
     argv = [
         "--image", str(photo_file), "--prompt", "a red house", "--output", str(output), "--save-depth", str(depth),
         "--depth-model", str(checkpoint), "--detect-resolution", str(RES), "--resolution", "64", "--steps", "2",
-        "--device", "cpu", "--seed", "3", *model_args,
+        "--device", "cpu", "--seed", "3", *model_args, *(["--tiled"] if script.startswith("sd15") else []),
     ]
     example = _load_example(script)
     with warnings.catch_warnings():

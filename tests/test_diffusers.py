@@ -53,6 +53,12 @@ def detector(checkpoint) -> DepthAnythingDetector:
     return DepthAnythingDetector.from_pretrained(checkpoint, device="cpu")
 
 
+@pytest.fixture(scope="module")
+def model(checkpoint) -> DepthAnything:
+    """The library's model, loaded separately from the same file."""
+    return DepthAnything.from_pretrained(checkpoint, device="cpu")
+
+
 # ------------------------------------------------------------------------------------------ import hygiene
 
 
@@ -69,9 +75,8 @@ def test_importing_depth_anything_does_not_import_diffusers():
 # ------------------------------------------------------------------------------ detector = library output
 
 
-def test_detector_equals_library_infer_and_normalize(detector, checkpoint):
+def test_detector_equals_library_infer_and_normalize(detector, model):
     image = scene(90, 66)
-    model = DepthAnything.from_pretrained(checkpoint, device="cpu")
     expected = normalize(model.infer(image, input_size=RES))[0]
     assert expected.std() > 0.05  # a real depth map, not a flat one
 
@@ -97,16 +102,15 @@ def test_detect_resolution_changes_what_the_network_sees(detector):
     assert (low - high).abs().max() > 1e-3  # ... the detail does
 
 
-def test_tiled_detection_equals_library_tiled_infer(detector, checkpoint):
-    image = scene(224, 168)
-    model = DepthAnything.from_pretrained(checkpoint, device="cpu")
+def test_tiled_detection_equals_library_tiled_infer(detector, model):
+    image = scene(168, 126)
     expected = normalize(model.infer(image, input_size=RES, tiled=True, tile=RES))[0]
     tiled = detector(image, detect_resolution=RES, tiled=True, tile=RES, output_type="pt")
     assert torch.equal(tiled[0, 0], expected)
     plain = detector(image, detect_resolution=RES, output_type="pt")
     assert (tiled - plain).abs().max() > 1e-3  # the tiles add detail the single pass does not have
     sized = detector(image, detect_resolution=RES, tiled="auto", tile=RES, image_resolution=64)
-    assert sized.size == (88, 64)
+    assert sized.size == (88, 64)  # 168 x 126: long side 85.3 -> 88
     with pytest.raises(ValueError, match="tiled must be False, True or 'auto'"):
         detector(image, detect_resolution=RES, tiled="yes")
     with pytest.raises(ValueError, match="14"):
@@ -144,11 +148,10 @@ def test_list_in_list_out_batched_per_size(detector):
     assert isinstance(pils, list) and [p.size for p in pils] == [(90, 66), (64, 64), (90, 66)]
 
 
-def test_batch_tensor_in_batch_out_with_one_range(detector, checkpoint):
+def test_batch_tensor_in_batch_out_with_one_range(detector, model):
     frames = torch.stack([torch.from_numpy(np.asarray(scene(72, 48, s))).float() / 255 for s in range(3)])
     out = detector(frames, detect_resolution=RES, normalize="batch", output_type="pt")
     assert out.shape == (3, 3, 48, 72)
-    model = DepthAnything.from_pretrained(checkpoint, device="cpu")
     expected = normalize(model.infer(frames, input_size=RES), "batch")
     assert torch.equal(out[:, 0], expected)
     assert out.amax().item() == 1.0 and out.amin().item() == 0.0
@@ -159,10 +162,9 @@ def test_batch_tensor_in_batch_out_with_one_range(detector, checkpoint):
     assert np.allclose(per_frame.reshape(3, -1).max(1), 1.0)
 
 
-def test_batch_normalization_across_images_of_different_sizes(detector, checkpoint):
+def test_batch_normalization_across_images_of_different_sizes(detector, model):
     images = [scene(90, 66, 0), scene(64, 64, 1)]
     out = detector(images, detect_resolution=RES, normalize="batch", output_type="pt")
-    model = DepthAnything.from_pretrained(checkpoint, device="cpu")
     raw = model.infer(images, input_size=RES)
     low = min(d.min() for d in raw)
     high = max(d.max() for d in raw)

@@ -12,7 +12,8 @@ requested sizes are checked against the rule of the named ControlNet (8 when non
 Example:
     >>> from depth_anything.diffusers import DepthAnythingDetector  # doctest: +SKIP
     >>> detector = DepthAnythingDetector.from_pretrained("depth_anything_v2_vitl")  # doctest: +SKIP
-    >>> control = detector(photo, image_resolution=768, controlnet="diffusers/controlnet-depth-sdxl-1.0")  # doctest: +SKIP
+    >>> sdxl_depth = "diffusers/controlnet-depth-sdxl-1.0"
+    >>> control = detector(photo, image_resolution=768, controlnet=sdxl_depth)  # doctest: +SKIP
     >>> pipe(prompt, image=control).images[0]  # doctest: +SKIP
 """
 
@@ -141,10 +142,11 @@ def find_depth_controlnet(controlnet: Any) -> DepthControlNet | None:
     return None
 
 
-def _resolve_controlnet(controlnet: Any, invert: bool | None) -> tuple[bool, int]:
-    """(invert, size multiple) for a ControlNet name; an explicit `invert` wins."""
+def _resolve_controlnet(controlnet: Any, invert: bool | None) -> tuple[bool, int, str]:
+    """(invert, size multiple, why that multiple) for a ControlNet; an explicit `invert` wins."""
+    default_why = "diffusers' VAE works in 8-pixel steps"
     if controlnet is None:
-        return bool(invert), DEFAULT_MULTIPLE
+        return bool(invert), DEFAULT_MULTIPLE, default_why
     entry = find_depth_controlnet(controlnet)
     if entry is None:
         if invert is None:
@@ -155,8 +157,9 @@ def _resolve_controlnet(controlnet: Any, invert: bool | None) -> tuple[bool, int
                 UserWarning,
                 stacklevel=3,
             )
-        return bool(invert), DEFAULT_MULTIPLE
-    return (entry.far_is_white if invert is None else bool(invert)), entry.multiple
+        return bool(invert), DEFAULT_MULTIPLE, default_why
+    why = f"{entry.repo_id} works in {entry.multiple}-pixel steps"
+    return (entry.far_is_white if invert is None else bool(invert)), entry.multiple, why
 
 
 # ----------------------------------------------------------------------------------------------------- sizes
@@ -173,7 +176,8 @@ def _check_size(size: Size, multiple: int, why: str) -> None:
     if isinstance(size, bool) or not isinstance(size, (int, tuple, list)):
         raise TypeError(f"size must be an int (short side) or a (width, height) pair, got {size!r}.")
     sides = [size] if isinstance(size, int) else list(size)
-    if len(sides) not in (1, 2) or not all(isinstance(s, int) and not isinstance(s, bool) for s in sides):
+    pair_ok = isinstance(size, int) or len(sides) == 2
+    if not pair_ok or not all(isinstance(s, int) and not isinstance(s, bool) for s in sides):
         raise TypeError(f"size must be an int (short side) or a (width, height) pair of ints, got {size!r}.")
     for side in sides:
         if side < multiple or side % multiple:
@@ -265,7 +269,8 @@ def _normalize_maps(maps: list[torch.Tensor], mode: str, invert: bool, metric: b
     if mode != "batch":
         return [normalize_depth(m, mode, invert=invert, metric=metric) for m in maps]
     # One range across maps of different sizes: normalise them as one long map, then cut it back apart.
-    joint = normalize_depth(torch.cat([m.flatten() for m in maps])[None, None], "per_image", invert=invert, metric=metric)
+    joint = torch.cat([m.flatten() for m in maps])[None, None]
+    joint = normalize_depth(joint, "per_image", invert=invert, metric=metric)
     pieces = torch.split(joint.flatten(), [m.numel() for m in maps])
     return [piece.view(m.shape) for piece, m in zip(pieces, maps)]
 
@@ -303,8 +308,7 @@ def _conditioning(
     """Raw depth maps -> near-white [0, 1] maps at the requested size (crop to aspect, normalise, resize)."""
     if normalize not in NORMALIZE_MODES:
         raise ValueError(f"Unknown normalize {normalize!r}; use one of {', '.join(map(repr, NORMALIZE_MODES))}.")
-    invert, multiple = _resolve_controlnet(controlnet, invert)
-    why = "the rule of this ControlNet" if multiple != DEFAULT_MULTIPLE else "diffusers' VAE works in 8-pixel steps"
+    invert, multiple, why = _resolve_controlnet(controlnet, invert)
     _check_size(size, multiple, why)
     sizes = [_output_size(*m.shape, size, multiple) for m in maps]
     cropped = [_crop_to_aspect(m, h, w) if size is not None else m for m, (h, w) in zip(maps, sizes)]
@@ -404,7 +408,8 @@ class DepthAnythingDetector:
         cache_dir: str | Path | None = None,
     ) -> "DepthAnythingDetector":
         """Load a checkpoint or known model name; the arguments are those of `DepthAnything.from_pretrained`."""
-        return cls(DepthAnything.from_pretrained(source, family=family, device=device, dtype=dtype, cache_dir=cache_dir))
+        model = DepthAnything.from_pretrained(source, family=family, device=device, dtype=dtype, cache_dir=cache_dir)
+        return cls(model)
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "DepthAnythingDetector":
         """Move the model, like controlnet_aux's `detector.to("cuda")`; returns self."""

@@ -20,7 +20,8 @@ def build_parser(description: str, *, resolution: int, steps: int, guidance: flo
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", type=Path, required=True, help="photo whose depth guides the generation")
     parser.add_argument("--prompt", required=True, help="what to generate")
-    parser.add_argument("--output", type=Path, default=Path("generated.png"), help="generated image (default: %(default)s)")
+    parser.add_argument("--output", type=Path, default=Path("generated.png"),
+                        help="generated image (default: %(default)s)")
     parser.add_argument("--save-depth", type=Path, help="also save the control (depth) image here")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     depth = parser.add_argument_group("depth")

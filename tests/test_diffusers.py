@@ -197,7 +197,7 @@ def test_exact_size_crops_instead_of_stretching(detector):
 def test_sizes_follow_the_controlnet_rule(detector):
     image = scene(100, 75)
     assert detector(image, detect_resolution=RES, image_resolution=64, controlnet=FLUX_DEPTH).size == (80, 64)
-    with pytest.raises(ValueError, match="multiples of 16"):
+    with pytest.raises(ValueError, match="multiples of 16 .black-forest-labs/FLUX.1-Depth-dev works in 16-pixel"):
         detector(image, detect_resolution=RES, size=(72, 64), controlnet=FLUX_DEPTH)
     with pytest.raises(ValueError, match="multiples of 8.*got 100, use 96 or 104"):
         detector(image, detect_resolution=RES, size=(100, 64))
@@ -216,7 +216,8 @@ def test_known_controlnets_by_id_folder_file_and_model(tmp_path):
     assert find_depth_controlnet("/hf/models--diffusers--controlnet-depth-sdxl-1.0/snapshots/abc").repo_id == (
         "diffusers/controlnet-depth-sdxl-1.0"
     )
-    assert find_depth_controlnet("C:\\ComfyUI\\models\\controlnet\\sd3.5_large_controlnet_depth.safetensors").far_is_white
+    comfy_file = "C:\\ComfyUI\\models\\controlnet\\sd3.5_large_controlnet_depth.safetensors"
+    assert find_depth_controlnet(comfy_file).far_is_white
     assert find_depth_controlnet("/models/control_v11f1p_sd15_depth/").repo_id == SD15_DEPTH
     assert find_depth_controlnet("someone/controlnet-canny") is None
     # a diffusers model remembers where it was loaded from
@@ -228,6 +229,13 @@ def test_known_controlnets_by_id_folder_file_and_model(tmp_path):
     model.save_pretrained(folder)
     loaded = ControlNetModel.from_pretrained(folder)
     assert find_depth_controlnet(loaded).far_is_white
+    from tiny_pipelines import tiny_sd15_pipeline
+
+    pipe = tiny_sd15_pipeline()
+    with pytest.raises(TypeError, match="Cannot tell which ControlNet"):
+        find_depth_controlnet(pipe)  # built in memory: no name to go by
+    pipe.register_modules(controlnet=loaded)
+    assert find_depth_controlnet(pipe).far_is_white  # a pipeline is looked up by its ControlNet
     ids = [entry.repo_id for entry in KNOWN_DEPTH_CONTROLNETS]
     assert len(ids) == len(set(ids)) and all(entry.multiple in (8, 16) for entry in KNOWN_DEPTH_CONTROLNETS)
 
@@ -289,8 +297,9 @@ def test_control_image_errors_are_clear():
         control_image(torch.zeros(0, 8))
     with pytest.raises(ValueError, match="multiples of 8"):
         control_image(depth, size=(12, 8))
-    with pytest.raises(TypeError, match="size"):
-        control_image(depth, size="512")
+    for bad in ("512", (64,), (64, 64, 64), (64.0, 64), True):
+        with pytest.raises(TypeError, match="size must be an int"):
+            control_image(depth, size=bad)
 
 
 # ---------------------------------------------------------------------------------------------- bad inputs
@@ -342,7 +351,8 @@ def _check_conditioning_flows(pipe, embeds, control, other_control, size):
     assert np.array_equal(first, again)  # same depth, same seed: identical
     assert np.abs(first - other).max() > 1e-5  # other depth: another image
     # and that difference comes through the ControlNet: without it, the two depths give the same image
-    assert np.array_equal(_generate(pipe, control, embeds, scale=0.0), _generate(pipe, other_control, embeds, scale=0.0))
+    unconditioned = _generate(pipe, control, embeds, scale=0.0)
+    assert np.array_equal(unconditioned, _generate(pipe, other_control, embeds, scale=0.0))
     return first
 
 

@@ -66,7 +66,9 @@ def wake_controlnet(controlnet: torch.nn.Module, seed: int = 0) -> torch.nn.Modu
 
 def tiny_vae(latent_channels: int = 4, flux: bool = False) -> AutoencoderKL:
     torch.manual_seed(0)
-    extra = dict(use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035) if flux else {}
+    extra = {}
+    if flux:
+        extra = dict(use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -131,7 +133,8 @@ def tiny_sdxl_pipeline() -> StableDiffusionXLControlNetPipeline:
     pooled_prompt_embeds (1, 32)."""
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **_sdxl_blocks()
+        sample_size=8, in_channels=4, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **_sdxl_blocks(),
     )
     torch.manual_seed(1)
     controlnet = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=(8, 8, 8, 8), **_sdxl_blocks())
@@ -198,7 +201,8 @@ def save_flux_control(folder: Path) -> Path:
     tokenizer_2 = T5TokenizerFast(vocab=pieces, extra_ids=0)
     torch.manual_seed(3)
     text_encoder_2 = T5EncoderModel(
-        T5Config(vocab_size=len(pieces), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, decoder_start_token_id=0)
+        T5Config(vocab_size=len(pieces), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                 decoder_start_token_id=0)
     ).eval()
     torch.manual_seed(4)
     transformer = FluxTransformer2DModel(

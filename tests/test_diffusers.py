@@ -44,8 +44,8 @@ def scene(width: int, height: int, seed: int = 0) -> Image.Image:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("weights") / "depth_anything_v2_vits.pth")
+def checkpoint(v2_vits_path) -> Path:
+    return v2_vits_path  # conftest's random official-layout v2 ViT-S file
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +54,9 @@ def detector(checkpoint) -> DepthAnythingDetector:
 
 
 @pytest.fixture(scope="module")
-def model(checkpoint) -> DepthAnything:
+def model(v2_vits) -> DepthAnything:
     """The library's model, loaded separately from the same file."""
-    return DepthAnything.from_pretrained(checkpoint, device="cpu")
+    return v2_vits
 
 
 # ------------------------------------------------------------------------------------------ import hygiene
@@ -92,6 +92,16 @@ def test_detector_equals_library_infer_and_normalize(detector, model):
     arr = detector(image, detect_resolution=RES, output_type="np")
     assert arr.shape == (1, 66, 90, 3) and arr.dtype == np.float32
     np.testing.assert_array_equal(arr[0, :, :, 1], expected.numpy())
+
+
+def test_half_precision_detector_gives_float32_close_to_full(detector, checkpoint):
+    image = scene(70, 56)
+    half = DepthAnythingDetector.from_pretrained(checkpoint, device="cpu", dtype="bf16")
+    assert half.to("cpu") is half and half.model.dtype == torch.bfloat16
+    out = half(image, detect_resolution=RES, output_type="pt")
+    assert out.dtype == torch.float32
+    full = detector(image, detect_resolution=RES, output_type="pt")
+    assert (out - full).abs().mean() < 0.05
 
 
 def test_detect_resolution_changes_what_the_network_sees(detector):

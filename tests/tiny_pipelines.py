@@ -8,34 +8,10 @@ gives those layers random weights so that the control image really reaches the U
 from __future__ import annotations
 
 import string
-import sys
 from pathlib import Path
 
 import torch
-
-
-def _unshadow_diffusers() -> None:
-    """Make `import diffusers` find the library when this checkout's own folder is named "diffusers".
-
-    pytest imports a root folder holding an `__init__.py` (the ComfyUI entry point) as a package named after the
-    folder and puts its parent on sys.path; in a checkout called "diffusers" that hides the real library.
-    """
-    shadow = sys.modules.get("diffusers")
-    if shadow is None or hasattr(shadow, "DiffusionPipeline"):
-        return
-    parent = Path(shadow.__file__).resolve().parents[1]
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != parent]
-    del sys.modules["diffusers"]
-    try:
-        import diffusers  # noqa: F401  (now the library)
-    finally:
-        sys.path[:] = saved
-
-
-_unshadow_diffusers()
-
-from diffusers import (  # noqa: E402
+from diffusers import (
     AutoencoderKL,
     ControlNetModel,
     DDIMScheduler,

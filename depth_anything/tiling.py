@@ -27,6 +27,8 @@ TILE_SPAN = 5  # a default tile spans at least 1/5 of the short side, so that a 
 AUTO_MIN_GAIN = 2.0  # "auto" tiles when tiles see at least this many times finer than the global pass
 ROBUST_ITERATIONS = 4
 FIT_GRID = 64  # tiles are fitted on at most 64 x 64 samples: plenty for two unknowns, and cheap
+PAIRS = 8192  # sample pairs for the robust starting slope
+MIN_SPREAD = 0.01  # robust weights never treat residuals below 1% of the target's spread as outliers
 MIN_SCALE_FRACTION = 0.25  # a tile fitted with less than this share of its spread is treated as unreliable
 ALIGN_MODES = ("affine", "scale")
 
@@ -194,12 +196,14 @@ def _robust_fit(
     Returns (scale, shift, spread), each (N,) float64; `spread` is the residual scale of the Cauchy weights.
     """
     x, y = x.double(), y.double()
-    floor = 1e-12 + 1e-9 * y.abs().amax(dim=1)  # keeps noise-free fits exact: no division by a zero spread
+    # Where most samples fit exactly (a tile mostly inside one flat object) the median deviation is zero; the
+    # floor keeps the weights from collapsing onto those samples alone, and noise-free fits stay exact.
+    floor = 1e-12 + MIN_SPREAD * y.std(dim=1)
     if iterations == 0:
         return (*_weighted_fit(x, y, torch.ones_like(x), scale_only), floor)
-    # Start from quantiles, not from plain least squares: a thin pole the global map cannot see is a
-    # high-leverage outlier that drags a least-squares start (and every re-weighting after it) to a tiny scale.
-    scale, shift = _quantile_fit(x, y, scale_only)
+    # A least-squares start would let high-leverage outliers (a pole only the tile sees) pull every
+    # re-weighting after it to a wrong scale; a pairwise-median start does not.
+    scale, shift = _pairwise_fit(x, y, scale_only)
     spread = floor
     for _ in range(iterations):
         residual = scale[:, None] * x + shift[:, None] - y
@@ -209,19 +213,28 @@ def _robust_fit(
     return scale, shift, spread
 
 
-def _quantile_fit(x: torch.Tensor, y: torch.Tensor, scale_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale from the interquartile ranges (or medians, for scale only), shift from the medians."""
-    levels = torch.tensor([0.25, 0.5, 0.75], dtype=x.dtype, device=x.device)
-    qx, qy = torch.quantile(x, levels, dim=1), torch.quantile(y, levels, dim=1)
-    plain_scale, plain_shift = _weighted_fit(x, y, torch.ones_like(x), scale_only)
+def _pairwise_fit(x: torch.Tensor, y: torch.Tensor, scale_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Theil-Sen start: the median slope over sample pairs, then the median offset.
+
+    Robust to outliers in the tile (x) as well as in the global map (y): a thin pole the global map cannot
+    see, or a tile that is mostly one flat object, would drag a least-squares start to a wrong scale.
+    """
     if scale_only:
-        usable = qx[1] > 0
-        scale = torch.where(usable, qy[1] / torch.where(usable, qx[1], 1.0), plain_scale).clamp_min(0.0)
+        ratio = torch.where(x > 0, y / torch.where(x > 0, x, 1.0), torch.nan)
+        scale = ratio.nanmedian(dim=1).values.nan_to_num(0.0).clamp_min(0.0)
         return scale, torch.zeros_like(scale)
-    spread_x, spread_y = qx[2] - qx[0], qy[2] - qy[0]
-    usable = spread_x > 1e-12 * (qx[1].abs() + spread_y + 1e-30)
-    scale = torch.where(usable, spread_y / torch.where(usable, spread_x, 1.0), plain_scale)
-    shift = torch.where(usable, qy[1] - scale * qx[1], plain_shift)
+    count = x.shape[1]
+    generator = torch.Generator().manual_seed(0)  # the same pairs every time: results are reproducible
+    first = torch.randint(count, (PAIRS,), generator=generator).to(x.device)
+    second = torch.randint(count, (PAIRS,), generator=generator).to(x.device)
+    dx, dy = x[:, first] - x[:, second], y[:, first] - y[:, second]
+    levels = torch.tensor([0.05, 0.95], dtype=x.dtype, device=x.device)
+    low, high = torch.quantile(x, levels, dim=1)
+    # Pairs closer than a twentieth of the tile's range say more about noise than about the slope.
+    informative = dx.abs() > 0.05 * (high - low)[:, None] + 1e-30
+    slope = torch.where(informative, dy / torch.where(informative, dx, 1.0), torch.nan)
+    scale = slope.nanmedian(dim=1).values.nan_to_num(0.0)  # no informative pair: a flat tile
+    shift = (y - scale[:, None] * x).median(dim=1).values
     return scale, shift
 
 

@@ -39,26 +39,40 @@ def scene_disparity(ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
 class LowResStandIn:
     """Sees a view at most `view` pixels on its short side and answers with a random scale and shift per image.
 
-    It reads the scene coordinates from the pixels, evaluates the ground truth there, averages it down to what
-    it can resolve and enlarges the result back: detail below its resolution is lost, as with a real network.
+    It reads from the pixels which part of the scene (of `scene_size` pixels) a view shows, renders the ground
+    truth there at the scene's resolution, averages it down to what it can resolve and enlarges the result
+    back: detail below its resolution is lost, as with a real network.
     """
 
-    def __init__(self, view: int = 56, seed: int = 0, affine: bool = True):
-        self.view, self.affine = view, affine
+    def __init__(self, scene_size: tuple[int, int], view: int = 56, seed: int = 0, affine: bool = True):
+        self.scene_size, self.view, self.affine = scene_size, view, affine
         self.generator = torch.Generator().manual_seed(seed)
         self.calls: list[tuple[int, int, int]] = []
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         self.calls.append((len(batch), *batch.shape[-2:]))
-        truth = scene_disparity(batch[:, 0], batch[:, 1])[:, None]
-        seen = processing_size(*batch.shape[-2:], input_size=self.view)
-        if seen[0] < batch.shape[-2]:
+        return torch.stack([self._predict(view) for view in batch])
+
+    def _predict(self, view: torch.Tensor) -> torch.Tensor:
+        height, width = self.scene_size
+        h, w = view.shape[-2:]
+        # first and last pixel centres -> the scene pixels the view covers
+        step_y = (view[0, -1, 0] - view[0, 0, 0]) / max(h - 1, 1) if h > 1 else 1 / height
+        step_x = (view[1, 0, -1] - view[1, 0, 0]) / max(w - 1, 1) if w > 1 else 1 / width
+        top = max(0, round(float((view[0, 0, 0] - step_y / 2) * height)))
+        left = max(0, round(float((view[1, 0, 0] - step_x / 2) * width)))
+        rows = min(height - top, round(float(step_y * h * height)))
+        columns = min(width - left, round(float(step_x * w * width)))
+        image = coordinate_image(height, width)[:, top : top + rows, left : left + columns]
+        truth = scene_disparity(image[0], image[1])[None, None]
+        seen = processing_size(h, w, input_size=self.view)
+        if seen[0] < rows:
             truth = F.interpolate(truth, size=seen, mode="area")
-        depth = F.interpolate(truth, size=batch.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        depth = F.interpolate(truth, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
         if not self.affine:
             return depth
-        scale = torch.exp(torch.empty(len(batch), 1, 1).uniform_(-1.5, 1.5, generator=self.generator))
-        shift = torch.empty(len(batch), 1, 1).uniform_(-1.0, 1.0, generator=self.generator)
+        scale = math.exp(float(torch.empty(()).uniform_(-1.5, 1.5, generator=self.generator)))
+        shift = float(torch.empty(()).uniform_(-1.0, 1.0, generator=self.generator))
         return scale * depth + shift
 
 
@@ -163,25 +177,25 @@ def test_grid_is_shift_aware_and_tile_count_is_bounded():
 
 @pytest.mark.parametrize("height, width", [(301, 467), (233, 601), (600, 89)])
 def test_odd_image_sizes_keep_their_size(height, width):
-    depth = tiled_predict(coordinate_image(height, width), LowResStandIn(), tile=84, model_size=56)
+    depth = tiled_predict(coordinate_image(height, width), LowResStandIn((height, width)), tile=84, model_size=56)
     assert depth.shape == (height, width) and depth.dtype == torch.float32 and torch.isfinite(depth).all()
 
 
 def test_channels_last_input_gives_the_same_depth():
     image = coordinate_image(200, 260)
-    first = tiled_predict(image, LowResStandIn(seed=4, affine=False), tile=84, model_size=56)
-    second = tiled_predict(image.permute(1, 2, 0), LowResStandIn(seed=4, affine=False), tile=84, model_size=56)
+    first = tiled_predict(image, LowResStandIn((200, 260), seed=4, affine=False), tile=84, model_size=56)
+    second = tiled_predict(image.permute(1, 2, 0), LowResStandIn((200, 260), seed=4, affine=False), tile=84, model_size=56)
     torch.testing.assert_close(first, second)
 
 
 def test_small_images_fall_back_to_one_pass():
     image = coordinate_image(100, 126)
-    model = LowResStandIn(affine=False)
+    model = LowResStandIn((100, 126), affine=False)
     depth = tiled_predict(image, model, tile=126)
     assert model.calls == [(1, 100, 126)]
-    torch.testing.assert_close(depth, LowResStandIn(affine=False)(image[None])[0])
+    torch.testing.assert_close(depth, LowResStandIn((100, 126), affine=False)(image[None])[0])
     # auto: 700 x 700 seen at 518 gains too little from tiles to pay for them
-    auto = LowResStandIn(affine=False)
+    auto = LowResStandIn((700, 700), affine=False)
     tiled_predict(coordinate_image(700, 700), auto, model_size=518, auto=True)
     assert auto.calls == [(1, 700, 700)]
     assert tile_grid(700, 700, model_size=518, auto=True) is None
@@ -189,7 +203,7 @@ def test_small_images_fall_back_to_one_pass():
 
 
 def test_tiles_go_through_predict_in_batches_and_progress_counts_passes():
-    model, seen = LowResStandIn(), []
+    model, seen = LowResStandIn((300, 400)), []
     grid = tile_grid(300, 400, tile=112, overlap=28)
     tiled_predict(coordinate_image(300, 400), model, tile=112, overlap=28, model_size=56, batch_size=5,
                   progress=lambda done, total: seen.append((done, total)))
@@ -200,7 +214,7 @@ def test_tiles_go_through_predict_in_batches_and_progress_counts_passes():
 
 
 def test_raising_from_progress_stops_the_work():
-    model = LowResStandIn()
+    model = LowResStandIn((300, 400))
 
     def stop(done, total):
         raise KeyboardInterrupt
@@ -215,11 +229,11 @@ def test_tiled_depth_is_closer_to_ground_truth_than_naive_tiling_and_sharper_tha
     image = coordinate_image(height, width)
     truth = scene_disparity(image[0], image[1])
 
-    ours = tiled_predict(image, LowResStandIn(seed=5), tile=56, overlap=14, model_size=56)
-    single = LowResStandIn(seed=5)(image[None])[0]
+    ours = tiled_predict(image, LowResStandIn((height, width), seed=5), tile=56, overlap=14, model_size=56)
+    single = LowResStandIn((height, width), seed=5)(image[None])[0]
     grid = tile_grid(height, width, tile=56, overlap=14)
     weight_y, weight_x = grid.weights()
-    naive, model = torch.zeros(height, width), LowResStandIn(seed=5)
+    naive, model = torch.zeros(height, width), LowResStandIn((height, width), seed=5)
     for y, x in grid.boxes():
         tile = model(image[None, :, y : y + 56, x : x + 56])[0]
         tile = (tile - tile.min()) / (tile.max() - tile.min()).clamp_min(1e-12)
@@ -270,7 +284,7 @@ def test_scale_only_alignment_keeps_metric_depth_positive_and_in_the_global_unit
 )
 def test_bad_arguments_give_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        tiled_predict(coordinate_image(200, 300), LowResStandIn(), **kwargs)
+        tiled_predict(coordinate_image(200, 300), LowResStandIn((200, 300)), **kwargs)
 
 
 def test_bad_images_and_bad_predictions_give_clear_errors():
@@ -278,13 +292,13 @@ def test_bad_images_and_bad_predictions_give_clear_errors():
     broken = image.clone()
     broken[1, 150, 7] = math.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
-        tiled_predict(broken, LowResStandIn(), tile=112)
+        tiled_predict(broken, LowResStandIn((200, 300)), tile=112)
     with pytest.raises(ValueError, match=r"\(3, H, W\) or \(H, W, 3\)"):
-        tiled_predict(image[:2], LowResStandIn(), tile=112)
+        tiled_predict(image[:2], LowResStandIn((200, 300)), tile=112)
     with pytest.raises(ValueError, match=r"\(3, H, W\) or \(H, W, 3\)"):
-        tiled_predict(image[None], LowResStandIn(), tile=112)
+        tiled_predict(image[None], LowResStandIn((200, 300)), tile=112)
     with pytest.raises(TypeError, match="float"):
-        tiled_predict((image * 255).to(torch.uint8), LowResStandIn(), tile=112)
+        tiled_predict((image * 255).to(torch.uint8), LowResStandIn((200, 300)), tile=112)
     with pytest.raises(ValueError, match=r"predict returned shape \(1, \d+\) for 1 image\(s\) of \d+x\d+; it must return"):
         tiled_predict(image, lambda batch: batch[:, 0, :, 0], tile=112)
     with pytest.raises(ValueError, match="predict returned NaN"):

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from depth_anything import DepthAnything, colorize, normalize
+from depth_anything import DepthAnything, colorize, normalize, processing_size
 from depth_anything.batch.inputs import IMAGE_EXTENSIONS, discover, read_image
 from depth_anything.batch.outputs import (
     SettingsMismatchError,
@@ -181,6 +181,19 @@ def test_png16_keeps_more_than_8_bits_and_npy_is_raw(tmp_path, checkpoint, model
     assert "other settings" in err and "png16" in err
     run_main(*again, "--overwrite", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
     assert np.array(Image.open(tmp_path / "o_png16" / "photo.png")).dtype == np.uint8
+
+
+def test_sizes_sharing_a_network_size_are_batched_and_match_infer(tmp_path, checkpoint, model, monkeypatch, capsys):
+    sizes = [(48, 64), (96, 128), (150, 200), (64, 48)]
+    assert len({processing_size(h, w, int(SIZE)) for h, w in sizes[:3]}) == 1  # three share one network size
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(smooth_image(h, w, 40 + i)).save(tmp_path / f"p{i}.png")
+    run_main("--checkpoint", checkpoint, "--img-path", ".", "--outdir", "out", "--input-size", SIZE, "--format", "npy",
+             cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
+    for i, (h, w) in enumerate(sizes):
+        raw = np.load(tmp_path / "out" / f"p{i}.npy")
+        expected = model.infer(read_image(tmp_path / f"p{i}.png"), input_size=int(SIZE))[0].numpy()
+        assert raw.shape == (h, w) and np.allclose(raw, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_tiled_option_reaches_the_tiling_engine(tmp_path, checkpoint, model, monkeypatch, capsys):

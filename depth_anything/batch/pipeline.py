@@ -1,8 +1,14 @@
 """The image job: read -> depth -> write, with reading and writing in background threads.
 
 The same code runs in the local engine (one process) and inside each Ray worker. Reading runs ahead of the
-model through a bounded window, same-size images are grouped into batches, and rendering / PNG encoding /
-writing run behind it in a bounded pool, so the model rarely waits for the disk and memory stays bounded.
+model through a bounded window, rendering / PNG encoding / writing run behind it in a bounded pool, so the
+model rarely waits for the disk and memory stays bounded.
+
+Without tiling, the official pre-processing (resize so the short side is `input_size`, ImageNet normalisation)
+runs in the reading threads and the upsampling of the prediction in the writing threads, and images are
+batched by the size the network sees: photos of one aspect ratio share a batch whatever their resolution
+(640x480 and 4000x3000 both become 518x686). Each image gets exactly the computation `DepthAnything.infer`
+gives it; only the batching differs.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..transforms import normalize_for_model, processing_size, resize_prediction, to_image_list
 from .inputs import preview_rgb, read_image
 from .outputs import QuantizedDepth, RenderOptions, output_array, render, save, write_atomic
 
@@ -76,19 +83,27 @@ class Outcome:
         return self.error is None
 
 
-def predict(model, arrays: Sequence[np.ndarray], settings: InferenceSettings) -> list[torch.Tensor | Exception]:
-    """Depth for same-size images in one call; when the batch fails, each image is retried alone so that one
-    bad input (or a batch too large for memory) fails only itself."""
+def each_alone_on_failure(run: Callable[[list], list], items: Sequence) -> list:
+    """run(items), one result per item; when the batch fails, each item is retried alone so that one bad input
+    (or a batch too large for memory) fails only itself, its result being the exception."""
     try:
-        depth = model.infer(list(arrays), batch_size=settings.batch_size, **settings.infer_kwargs())
-        return list(depth)
-    except Exception as exc:  # noqa: BLE001 - reported per image below
-        if len(arrays) == 1:
+        return list(run(list(items)))
+    except Exception as exc:  # noqa: BLE001 - reported per item below
+        if len(items) == 1:
             return [exc]
-    results: list[torch.Tensor | Exception] = []
-    for array in arrays:
-        results.extend(predict(model, [array], settings))
+    results: list = []
+    for item in items:
+        results.extend(each_alone_on_failure(run, [item]))
     return results
+
+
+def predict(model, arrays: Sequence[np.ndarray], settings: InferenceSettings) -> list[torch.Tensor | Exception]:
+    """Depth at full size for same-size images through `DepthAnything.infer` (tiled or not)."""
+
+    def run(batch: list[np.ndarray]) -> list[torch.Tensor]:
+        return list(model.infer(batch, batch_size=settings.batch_size, **settings.infer_kwargs()))
+
+    return each_alone_on_failure(run, arrays)
 
 
 def _describe(exc: BaseException) -> str:
@@ -205,6 +220,15 @@ def _read_ahead(pool: ThreadPoolExecutor, load, tasks: Iterable[Task], window: i
 # ------------------------------------------------------------------------------------------- the image job
 
 
+@dataclass
+class _Loaded:
+    """A decoded image on its way through the job."""
+
+    array: np.ndarray | None  # as read; kept for side-by-side output and for tiling
+    network_input: torch.Tensor | None  # normalised (3, h, w) at the network size; None when tiling
+    size: tuple[int, int]  # (H, W) the depth is returned at
+
+
 class ImageJob:
     """Depth for image tasks with one loaded model: the unit of work of both engines.
 
@@ -218,19 +242,37 @@ class ImageJob:
         self.settings = settings
         self.options = options
 
-    def _load(self, task: Task) -> tuple[tuple[int, ...], np.ndarray]:
+    def _load(self, task: Task) -> tuple[tuple, _Loaded]:
         array = read_image(task.source)
-        return array.shape[:2], array
+        if self.settings.tiled != "off":  # the tiling engine takes whole images, grouped by their size
+            return ("image", *array.shape[:2]), _Loaded(array, None, array.shape[:2])
+        image = to_image_list(array)[0]
+        net_size = processing_size(*image.shape[-2:], self.settings.input_size, self.settings.max_size)
+        network_input = normalize_for_model(image[None], net_size)[0]
+        keep = array if self.options.needs_image else None  # the side-by-side picture shows it
+        return ("network", *net_size), _Loaded(keep, network_input, array.shape[:2])
 
-    def _compute(self, arrays: list[np.ndarray]) -> list[torch.Tensor | Exception]:
-        return predict(self.model, arrays, self.settings)
+    def _compute(self, loaded: list[_Loaded]) -> list[torch.Tensor | Exception]:
+        if loaded[0].network_input is None:
+            return predict(self.model, [item.array for item in loaded], self.settings)
 
-    def _write_output(self, task: Task, array: np.ndarray, depth: torch.Tensor) -> None:
-        image = preview_rgb(array) if self.options.needs_image else None
-        save(task.output, output_array(depth, image, self.options))
+        @torch.inference_mode()
+        def run(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+            # `_predict` is the network step of `infer`, with its fp16-overflow retry in float32
+            return list(self.model._predict(torch.stack(inputs).to(self.model.device)).cpu())
 
-    def _write_store(self, task: Task, array: np.ndarray, depth: torch.Tensor) -> None:
-        stored = QuantizedDepth.from_depth(depth, self.options.metric)
+        return each_alone_on_failure(run, [item.network_input for item in loaded])
+
+    @staticmethod
+    def _full_size(loaded: _Loaded, prediction: torch.Tensor) -> torch.Tensor:
+        return resize_prediction(prediction[None], loaded.size)[0]  # no-op when already full size (tiled)
+
+    def _write_output(self, task: Task, loaded: _Loaded, prediction: torch.Tensor) -> None:
+        image = preview_rgb(loaded.array) if self.options.needs_image else None
+        save(task.output, output_array(self._full_size(loaded, prediction), image, self.options))
+
+    def _write_store(self, task: Task, loaded: _Loaded, prediction: torch.Tensor) -> None:
+        stored = QuantizedDepth.from_depth(self._full_size(loaded, prediction), self.options.metric)
         write_atomic(task.store, stored.save)
 
     def run(self, tasks: Iterable[Task], *, store: bool = False, on_outcome=None) -> list[Outcome]:

@@ -225,8 +225,10 @@ class _Loaded:
     """A decoded image on its way through the job."""
 
     array: np.ndarray | None  # as read; kept for side-by-side output and for tiling
-    network_input: torch.Tensor | None  # normalised (3, h, w) at the network size; None when tiling
     size: tuple[int, int]  # (H, W) the depth is returned at
+    pixels: torch.Tensor | None = None  # (3, H, W) in [0, 1], or already the network input; None when tiling
+    net_size: tuple[int, int] | None = None  # what the network sees
+    prepared: bool = False  # pixels are resized and normalised for the network
 
 
 class ImageJob:
@@ -241,27 +243,35 @@ class ImageJob:
         self.model = model
         self.settings = settings
         self.options = options
+        # On a CPU the readers resize while the network runs; an accelerator resizes faster than a CPU thread.
+        self.prepare_while_reading = model.device.type == "cpu"
 
     def _load(self, task: Task) -> tuple[tuple, _Loaded]:
         array = read_image(task.source)
         if self.settings.tiled != "off":  # the tiling engine takes whole images, grouped by their size
-            return ("image", *array.shape[:2]), _Loaded(array, None, array.shape[:2])
-        image = to_image_list(array)[0]
-        net_size = processing_size(*image.shape[-2:], self.settings.input_size, self.settings.max_size)
-        network_input = normalize_for_model(image[None], net_size)[0]
+            return ("image", *array.shape[:2]), _Loaded(array, array.shape[:2])
+        pixels = to_image_list(array)[0]
+        net_size = processing_size(*pixels.shape[-2:], self.settings.input_size, self.settings.max_size)
+        if self.prepare_while_reading:
+            pixels = normalize_for_model(pixels[None], net_size)[0]
         keep = array if self.options.needs_image else None  # the side-by-side picture shows it
-        return ("network", *net_size), _Loaded(keep, network_input, array.shape[:2])
+        loaded = _Loaded(keep, array.shape[:2], pixels, net_size, prepared=self.prepare_while_reading)
+        return ("network", *net_size), loaded
+
+    def _network_input(self, loaded: _Loaded) -> torch.Tensor:
+        pixels = loaded.pixels.to(self.model.device)
+        return pixels if loaded.prepared else normalize_for_model(pixels[None], loaded.net_size)[0]
 
     def _compute(self, loaded: list[_Loaded]) -> list[torch.Tensor | Exception]:
-        if loaded[0].network_input is None:
+        if loaded[0].pixels is None:
             return predict(self.model, [item.array for item in loaded], self.settings)
 
         @torch.inference_mode()
-        def run(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        def run(items: list[_Loaded]) -> list[torch.Tensor]:
             # `_predict` is the network step of `infer`, with its fp16-overflow retry in float32
-            return list(self.model._predict(torch.stack(inputs).to(self.model.device)).cpu())
+            return list(self.model._predict(torch.stack([self._network_input(i) for i in items])).cpu())
 
-        return each_alone_on_failure(run, [item.network_input for item in loaded])
+        return each_alone_on_failure(run, loaded)
 
     @staticmethod
     def _full_size(loaded: _Loaded, prediction: torch.Tensor) -> torch.Tensor:

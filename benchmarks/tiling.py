@@ -1,9 +1,9 @@
 """Tiled high-resolution depth on real ground truth: single pass vs naive tiling vs `tiled_predict`.
 
 Scenes: Middlebury 2014 "Motorcycle" (scikit-image ships it: left image and ground-truth disparity at quarter
-resolution, 741 x 500, invalid pixels inf), enlarged to 1280 (where "auto" starts to tile), 2K and 4K wide (image bicubic, ground truth nearest so
-that its discontinuities stay one pixel sharp), and a generated 4K street scene with thin structures (poles,
-wires, a fence, branches) whose disparity is exact.
+resolution, 741 x 500, invalid pixels inf), enlarged to 1280 (where "auto" starts to tile), 2K and 4K wide
+(image bicubic, ground truth nearest so that its discontinuities stay one pixel sharp), and a generated 4K
+street scene with thin structures (poles, wires, a fence, branches) whose disparity is exact.
 
 No real weights can be downloaded here, so the depth model is a stand-in that behaves like Depth Anything where
 tiling matters: it sees only a ~518-pixel view of what it is given (the official processing size), and returns
@@ -173,7 +173,8 @@ class StandInModel:
 
     It finds each view in the scene (exact 8 x 8 patch match; otherwise the view must be the whole frame,
     resized), area-averages the ground truth over that view at the official processing size (what a 518-px
-    network can resolve), adds noise (1 % of the depth range, correlated over 1.5 pixels of the view), applies a random scale (x0.2-5) and shift, and enlarges back to
+    network can resolve), adds noise (1 % of the depth range, correlated over 1.5 pixels of the view), applies
+    a random scale (x0.2-5) and shift, and enlarges back to
     the size it was given.
     """
 
@@ -202,7 +203,8 @@ class StandInModel:
             lo, hi = np.searchsorted(self.sorted_keys, [key, key + np.uint64(1)])
             for index in self.order[lo:hi]:
                 y, x = divmod(int(index), self.keys.shape[1])
-                if y + h <= scene.shape[1] and x + w <= scene.shape[2] and torch.equal(scene[:, y : y + h, x : x + w], view):
+                inside = y + h <= scene.shape[1] and x + w <= scene.shape[2]
+                if inside and torch.equal(scene[:, y : y + h, x : x + w], view):
                     return y, x, h, w
         if abs(w / h - scene.shape[2] / scene.shape[1]) < 0.02:
             return 0, 0, scene.shape[1], scene.shape[2]  # the whole frame, resized
@@ -480,7 +482,7 @@ def measure_memory(quick: bool) -> list[dict]:
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for mode, input_size in (("engine", 518), ("model", 98)):
+        for mode, input_size in (("engine", 518), ("model", 518)):
             for megapixels in (1, 4 if quick else 16):
                 if quick and mode == "model":
                     continue
@@ -588,7 +590,8 @@ def _crop_for(scene: Scene) -> tuple[int, int, int]:
 
 def markdown(rows: list[dict], memory: list[dict]) -> str:
     lines = [
-        "| scene | size | method | AbsRel | delta1 | boundary F1 | seam ratio | overlap disagr. % | shift change % | passes | time s |",
+        "| scene | size | method | AbsRel | delta1 | boundary F1 | seam ratio | overlap disagr. % | shift change % "
+        "| passes | time s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -600,8 +603,11 @@ def markdown(rows: list[dict], memory: list[dict]) -> str:
         )
     lines += ["", "| peak working memory | size | MB | time s |", "|---|---|---|---|"]
     for m in memory:
-        what = "engine, trivial predictor" if m["mode"] == "engine" else f"engine + random vits, input_size {m['input_size']}"
-        lines.append(f"| {what} | {m['size']} ({m['megapixels']:.1f} MP) | {m['working_mb']:.1f} | {m['seconds']:.1f} |")
+        what = "engine, trivial predictor"
+        if m["mode"] != "engine":
+            what = f"engine + random vits, input_size {m['input_size']}"
+        size = f"{m['size']} ({m['megapixels']:.1f} MP)"
+        lines.append(f"| {what} | {size} | {m['working_mb']:.1f} | {m['seconds']:.1f} |")
     return "\n".join(lines)
 
 

@@ -4,8 +4,8 @@ A depth network sees about 518 pixels; shrinking a 4K photo to that loses thin s
 edge. `tiled_predict` runs the network once on the whole (shrunken) image and then on overlapping tiles at the
 image's own resolution. Each tile's prediction is fitted to the global one (robust least squares: scale and
 shift in disparity, scale only for metric depth), optionally its low frequencies are replaced by the global
-map's, and the tiles are blended with raised-cosine weights that sum to one. Memory is bounded by a batch of tiles: nothing of
-the image's size is held apart from the input and the output.
+map's, and the tiles are blended with raised-cosine weights that sum to one. Memory is bounded by a batch of
+tiles: nothing of the image's size is held apart from the input and the output.
 
 The engine is model-agnostic: `predict` is any callable from images (N, 3, h, w) in [0, 1] to (N, h, w).
 """

@@ -31,7 +31,7 @@ ROBUST_ITERATIONS = 4
 FIT_GRID = 64  # tiles are fitted on at most 64 x 64 samples: plenty for two unknowns, and cheap
 PAIRS = 8192  # sample pairs for the robust starting slope
 MIN_SPREAD = 0.01  # robust weights never treat residuals below 1% of the target's spread as outliers
-MIN_SCALE_FRACTION = 0.25  # a tile fitted with less than this share of its spread is treated as unreliable
+MIN_SCALE_FRACTION = 0.25  # a tile's scale never drops below this share of (global spread / tile spread)
 ALIGN_MODES = ("affine", "scale")
 
 
@@ -184,7 +184,9 @@ def fit_scale_shift(
         [3.0, 3.0, -1.0, -1.0]
     """
     if source.shape != target.shape or source.ndim < 2:
-        raise ValueError(f"source and target must have the same (N, ...) shape, got {source.shape} and {target.shape}.")
+        raise ValueError(
+            f"source and target must have the same (N, ...) shape, got {tuple(source.shape)} and {tuple(target.shape)}."
+        )
     x, y = source.reshape(source.shape[0], -1), target.reshape(target.shape[0], -1)
     scale, shift, _ = _robust_fit(x, y, scale_only=scale_only, iterations=ROBUST_ITERATIONS if robust else 0)
     return scale.float(), shift.float()

@@ -46,7 +46,8 @@ def test_giant_builds_and_loads(tmp_path):
 
 
 def _same_outputs(a, b, image):
-    return torch.equal(a.infer(image, input_size=70), b.infer(image, input_size=70))
+    # Same weights; oneDNN may still pick kernels by memory alignment, so allow float32 round-off only.
+    return torch.allclose(a.infer(image, input_size=70), b.infer(image, input_size=70), rtol=1e-5, atol=1e-6)
 
 
 def test_every_format_gives_identical_outputs(tmp_path, v2_vits, v2_vits_path):

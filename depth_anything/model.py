@@ -172,6 +172,9 @@ class DepthAnything(nn.Module):
         max_size: int | None = None,
         batch_size: int = 8,
         progress: Callable[[int, int], None] | None = None,
+        tiled: bool | str = False,
+        tile: int | None = None,
+        overlap: int | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Depth for one image or a batch, at each image's own size, with the official pre-processing.
 
@@ -181,8 +184,14 @@ class DepthAnything(nn.Module):
             input_size: the short side the network sees (multiple of 14). Larger sees more detail.
             max_size: cap on the longest processed side (default 3 x input_size), so thin or huge images do
                 not run out of memory.
-            batch_size: images of one size that go through the network together.
-            progress: called as progress(done, total) after each batch; raise from it to stop.
+            batch_size: images of one size (or tiles of one image) that go through the network together.
+            progress: called as progress(done, total) after each batch; raise from it to stop. When tiling,
+                it counts network passes (one global pass and the tiles of each image).
+            tiled: False for one pass per image; True for high-resolution depth from a global pass plus
+                overlapping native-resolution tiles (`depth_anything.tiling.tiled_predict`); "auto" to tile
+                only images large enough to gain. Metric models align tiles by scale only.
+            tile: tile side in pixels, a multiple of 14 (default: input_size, or a quarter of the short side).
+            overlap: pixels shared by neighbouring tiles (default: a quarter of the tile).
 
         Returns:
             float32 (B, H, W) on the CPU: disparity for relative models, metres for metric ones. When the
@@ -193,6 +202,10 @@ class DepthAnything(nn.Module):
             raise ValueError("No images given: pass at least one image.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if tiled not in (False, True, "auto"):
+            raise ValueError(f"tiled must be False, True or 'auto', got {tiled!r}.")
+        if tiled:
+            return self._infer_tiled(frames, tiled == "auto", tile, overlap, input_size, max_size, batch_size, progress)
 
         groups: dict[tuple[int, int], list[int]] = {}
         for index, frame in enumerate(frames):
@@ -204,9 +217,8 @@ class DepthAnything(nn.Module):
             net_size = processing_size(*size, input_size=input_size, max_size=max_size)
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                batch = torch.stack([frames[i] for i in chunk]).to(self.device)
-                prediction = self._predict(normalize_for_model(batch, net_size))
-                for i, depth in zip(chunk, resize_prediction(prediction, size).cpu()):
+                batch = torch.stack([frames[i] for i in chunk])
+                for i, depth in zip(chunk, self._predict_images(batch, net_size)):
                     results[i] = depth
                 done += len(chunk)
                 if progress is not None:
@@ -215,6 +227,44 @@ class DepthAnything(nn.Module):
         if all(r.shape == results[0].shape for r in results):
             return torch.stack(results)
         return results
+
+    def _infer_tiled(
+        self,
+        frames: list[torch.Tensor],
+        auto: bool,
+        tile: int | None,
+        overlap: int | None,
+        input_size: int,
+        max_size: int | None,
+        batch_size: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """Each image through `tiled_predict`, its tiles batched; progress counts network passes."""
+        from .tiling import tile_grid, tiled_predict
+
+        options = dict(tile=tile, overlap=overlap, model_size=input_size, max_size=max_size, auto=auto)
+        grids = [tile_grid(*frame.shape[-2:], **options) for frame in frames]  # checks the options up front
+        passes = [1 if grid is None else 1 + len(grid) for grid in grids]
+        align = "scale" if self.is_metric else "affine"
+
+        def predict(batch: torch.Tensor) -> torch.Tensor:
+            return self._predict_images(batch, processing_size(*batch.shape[-2:], input_size, max_size))
+
+        results = []
+        for index, frame in enumerate(frames):
+            report = None
+            if progress is not None:
+                done_before = sum(passes[:index])
+                report = lambda done, _total: progress(done_before + done, sum(passes))  # noqa: E731
+            results.append(tiled_predict(frame, predict, progress=report, batch_size=batch_size, align=align, **options))
+        if all(r.shape == results[0].shape for r in results):
+            return torch.stack(results)
+        return results
+
+    def _predict_images(self, batch: torch.Tensor, net_size: tuple[int, int]) -> torch.Tensor:
+        """float (N, 3, H, W) in [0, 1] -> float32 (N, H, W) on the CPU, through the official pre-processing."""
+        prediction = self._predict(normalize_for_model(batch.to(self.device), net_size))
+        return resize_prediction(prediction, tuple(batch.shape[-2:])).cpu()
 
     def _predict(self, batch: torch.Tensor) -> torch.Tensor:
         """Normalised float32 batch -> float32 prediction, never NaN/inf because of fp16 range."""

@@ -1,0 +1,418 @@
+"""Tiled high-resolution depth: detail from native-resolution tiles, layout from one global pass, no seams.
+
+A depth network sees about 518 pixels; shrinking a 4K photo to that loses thin structures and blurs every
+edge. `tiled_predict` runs the network once on the whole (shrunken) image and then on overlapping tiles at the
+image's own resolution. Each tile's prediction is fitted to the global one (robust least squares: scale and
+shift in disparity, scale only for metric depth), its low frequencies are replaced by the global map's, and the
+tiles are blended with raised-cosine weights that sum to one. Memory is bounded by a batch of tiles: nothing of
+the image's size is held apart from the input and the output.
+
+The engine is model-agnostic: `predict` is any callable from images (N, 3, h, w) in [0, 1] to (N, h, w).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .transforms import PATCH, processing_size
+
+Predict = Callable[[torch.Tensor], torch.Tensor]
+
+TILE_SPAN = 4  # a default tile spans at least 1/4 of the short side, so that a model still sees a scene in it
+AUTO_MIN_GAIN = 2.0  # "auto" tiles when tiles see at least this many times finer than the global pass
+DEFAULT_LOWPASS = 1.0  # Gaussian sigma, in global-map pixels, of the low frequencies taken from the global map
+ROBUST_ITERATIONS = 4
+MIN_SCALE_FRACTION = 0.25  # a tile fitted with less than this share of its spread is treated as unreliable
+ALIGN_MODES = ("affine", "scale")
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Where the tiles of one image lie: tile size and the top-left corners along each axis.
+
+    `weights()` gives separable blend weights that fall off toward inner tile borders (not at image borders)
+    and sum to exactly one at every pixel.
+    """
+
+    height: int
+    width: int
+    tile_height: int
+    tile_width: int
+    ys: tuple[int, ...]
+    xs: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+    def boxes(self) -> list[tuple[int, int]]:
+        """Top-left (y, x) of every tile, row by row."""
+        return [(y, x) for y in self.ys for x in self.xs]
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, tile_height) and (columns, tile_width) float32 weights; tile (i, j) uses wy[i] x wx[j]."""
+        return (
+            _axis_weights(self.ys, self.tile_height, self.height),
+            _axis_weights(self.xs, self.tile_width, self.width),
+        )
+
+
+def _smooth_ramp(u: torch.Tensor) -> torch.Tensor:
+    # sin^2 ramps of two neighbours over the same overlap add up to exactly one.
+    return torch.sin(0.5 * math.pi * u.clamp(0.0, 1.0)) ** 2
+
+
+def _axis_weights(starts: Sequence[int], size: int, length: int) -> torch.Tensor:
+    position = torch.arange(size, dtype=torch.float64) + 0.5  # pixel centres: every weight stays above zero
+    raw = torch.ones(len(starts), size, dtype=torch.float64)
+    for k, start in enumerate(starts):
+        if k > 0 and (ramp := starts[k - 1] + size - start) > 0:
+            raw[k] = torch.minimum(raw[k], _smooth_ramp(position / ramp))
+        if k + 1 < len(starts) and (ramp := start + size - starts[k + 1]) > 0:
+            raw[k] = torch.minimum(raw[k], _smooth_ramp((size - position) / ramp))
+    total = torch.zeros(length, dtype=torch.float64)
+    for k, start in enumerate(starts):
+        total[start : start + size] += raw[k]
+    # Normalising per axis keeps the sum at one even where three tiles overlap (overlap > half a tile).
+    return torch.stack([raw[k] / total[start : start + size] for k, start in enumerate(starts)]).float()
+
+
+def _axis_starts(length: int, size: int, overlap: int, shift: int) -> tuple[int, ...]:
+    if length <= size:
+        return (0,)
+    count = math.ceil((length - size) / (size - overlap)) + 1
+    starts = [round(k * (length - size) / (count - 1)) for k in range(count)]  # spread evenly: no sliver tile
+    if shift:
+        starts = [0, *(min(max(s + shift, 0), length - size) for s in starts), length - size]
+    return tuple(sorted(set(starts)))
+
+
+def default_tile(height: int, width: int, model_size: int = 518) -> int:
+    """The tile side used when none is given: the model's resolution, or a quarter of the short side if larger.
+
+    Tiles much smaller than the image lose the context a depth network needs; a quarter of the short side keeps
+    each tile a recognisable scene and the tile count bounded (about 25-60) at any resolution.
+
+    >>> default_tile(2160, 3840)
+    546
+    """
+    span = PATCH * round(min(height, width) / TILE_SPAN / PATCH)
+    return max(model_size, span)
+
+
+def tile_grid(
+    height: int,
+    width: int,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    model_size: int = 518,
+    max_size: int | None = None,
+    auto: bool = False,
+    shift: tuple[int, int] = (0, 0),
+) -> TileGrid | None:
+    """The tiles for an image of this size, or None when one pass is all it needs.
+
+    One pass when the image fits in one tile, or, with `auto`, when the tiles would see less than
+    `AUTO_MIN_GAIN` times finer detail than the global pass. See `tiled_predict` for the arguments.
+
+    >>> grid = tile_grid(1080, 1920)
+    >>> len(grid), grid.tile_height, grid.ys
+    (15, 518, (0, 281, 562))
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"Image has an empty side ({width}x{height}).")
+    if model_size < PATCH or model_size % PATCH:
+        raise ValueError(f"model_size must be a positive multiple of {PATCH} (e.g. 518), got {model_size}.")
+    if tile is None:
+        tile = default_tile(height, width, model_size)
+    elif isinstance(tile, bool) or not isinstance(tile, int) or tile < PATCH or tile % PATCH:
+        raise ValueError(f"tile must be a positive multiple of {PATCH} (e.g. 518), got {tile!r}.")
+    if overlap is None:
+        overlap = tile // 4
+    elif isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be an integer from 0 to tile - 1 = {tile - 1}, got {overlap!r}.")
+    if height <= tile and width <= tile:
+        return None
+    tile_height, tile_width = min(tile, height), min(tile, width)
+    if auto:
+        global_height, global_width = processing_size(height, width, model_size, max_size)
+        global_scale = max(height / global_height, width / global_width)
+        tile_scale = max(1.0, min(tile_height, tile_width) / model_size)
+        if global_scale / tile_scale < AUTO_MIN_GAIN:
+            return None
+    return TileGrid(
+        height=height,
+        width=width,
+        tile_height=tile_height,
+        tile_width=tile_width,
+        ys=_axis_starts(height, tile_height, min(overlap, tile_height - 1), shift[0]),
+        xs=_axis_starts(width, tile_width, min(overlap, tile_width - 1), shift[1]),
+    )
+
+
+def fit_scale_shift(
+    source: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    scale_only: bool = False,
+    robust: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Robust least squares: per item, `scale * source + shift` closest to `target`.
+
+    Args:
+        source, target: (N, ...) tensors of the same shape; each of the N items is fitted on its own.
+        scale_only: fit a scale alone (shift = 0), for metric depth whose zero is meaningful.
+        robust: re-weight outliers (depth edges, occlusions) with Cauchy weights over a few iterations.
+
+    Returns:
+        (scale, shift), each (N,) float32.
+
+    Example:
+        >>> x = torch.rand(2, 16, 16)
+        >>> scale, shift = fit_scale_shift(x, 3 * x - 1)
+        >>> [round(v, 4) for v in scale.tolist() + shift.tolist()]
+        [3.0, 3.0, -1.0, -1.0]
+    """
+    scale, shift, _ = _robust_fit(source, target, scale_only=scale_only, iterations=ROBUST_ITERATIONS if robust else 0)
+    return scale.float(), shift.float()
+
+
+def _robust_fit(
+    source: torch.Tensor, target: torch.Tensor, *, scale_only: bool, iterations: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Iteratively re-weighted least squares. Returns (scale, shift) as (N,) float64 and the (N, P) weights."""
+    if source.shape != target.shape or source.ndim < 1:
+        raise ValueError(f"source and target must have the same (N, ...) shape, got {source.shape} and {target.shape}.")
+    x = source.reshape(source.shape[0], -1).double()
+    y = target.reshape(target.shape[0], -1).double()
+    weight = torch.ones_like(x)
+    for step in range(iterations + 1):
+        scale, shift = _weighted_fit(x, y, weight, scale_only)
+        if step == iterations:
+            break
+        residual = scale[:, None] * x + shift[:, None] - y
+        mad = (residual - residual.median(dim=1, keepdim=True).values).abs().median(dim=1, keepdim=True).values
+        # Cauchy weights with the usual 95%-efficiency constant; the floor keeps noise-free fits exact.
+        spread = (2.385 * 1.4826 * mad).clamp_min(1e-12 + 1e-9 * y.abs().amax(dim=1, keepdim=True))
+        weight = 1.0 / (1.0 + (residual / spread) ** 2)
+    return scale, shift, weight
+
+
+def _weighted_fit(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, scale_only: bool):
+    total = weight.sum(dim=1)
+    if scale_only:
+        scale = (weight * x * y).sum(dim=1) / (weight * x * x).sum(dim=1).clamp_min(1e-30)
+        return scale.clamp_min(0.0), torch.zeros_like(scale)
+    mean_x = (weight * x).sum(dim=1) / total
+    mean_y = (weight * y).sum(dim=1) / total
+    dx, dy = x - mean_x[:, None], y - mean_y[:, None]
+    var_x = (weight * dx * dx).sum(dim=1) / total
+    var_y = (weight * dy * dy).sum(dim=1) / total
+    cov = (weight * dx * dy).sum(dim=1) / total
+    flat = var_x <= 1e-12 * (mean_x.abs() + var_y.sqrt()).clamp_min(1e-30) ** 2
+    scale = torch.where(flat, 0.0, cov / var_x.clamp_min(1e-30))
+    # A tile that barely correlates with the global map (sky, a wall, anything the global pass cannot see)
+    # keeps part of its own contrast instead of being flattened or turned upside down.
+    floor = MIN_SCALE_FRACTION * (var_y / var_x.clamp_min(1e-30)).sqrt()
+    scale = torch.where(flat, scale, torch.maximum(scale, floor))
+    return scale, mean_y - scale * mean_x
+
+
+def _gaussian_blur(values: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (N, 1, H, W), edges replicated."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=values.dtype, device=values.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    values = F.pad(values, (radius, radius, 0, 0), mode="replicate")
+    values = F.conv2d(values, kernel.view(1, 1, 1, -1))
+    values = F.pad(values, (0, 0, radius, radius), mode="replicate")
+    return F.conv2d(values, kernel.view(1, 1, -1, 1))
+
+
+def _global_view(image: torch.Tensor, size: tuple[int, int], rows_per_chunk: int = 256) -> torch.Tensor:
+    """(3, H, W) -> (3, h, w), antialiased, without an intermediate of the image's size.
+
+    An integer box filter runs over strips of rows first, then an antialiased resize of the small result.
+    """
+    height, width = image.shape[-2:]
+    factor = max(1, int(min(height / size[0], width / size[1]) // 2))
+    if factor > 1:
+        step = factor * max(1, rows_per_chunk // factor)
+        strips = [
+            F.avg_pool2d(image[None, :, start : start + step].float(), factor, ceil_mode=True)[0]
+            for start in range(0, height, step)
+        ]
+        image = torch.cat(strips, dim=1)
+    return F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def _sample_global(global_map: torch.Tensor, boxes, tile_size, grid_size, image_size) -> torch.Tensor:
+    """The global map (h, w) sampled at the centres of a (gh, gw) grid over each tile -> (N, gh, gw)."""
+    (tile_h, tile_w), (grid_h, grid_w), (height, width) = tile_size, grid_size, image_size
+    device = global_map.device
+    cell_y = (torch.arange(grid_h, device=device, dtype=torch.float32) + 0.5) * (tile_h / grid_h)
+    cell_x = (torch.arange(grid_w, device=device, dtype=torch.float32) + 0.5) * (tile_w / grid_w)
+    grids = []
+    for y, x in boxes:
+        gy = (y + cell_y) / height * 2 - 1  # align_corners=False: -1 and 1 are the image's outer edges
+        gx = (x + cell_x) / width * 2 - 1
+        grids.append(torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1))
+    sampled = F.grid_sample(
+        global_map[None, None].expand(len(boxes), 1, -1, -1),
+        torch.stack(grids),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )
+    return sampled[:, 0]
+
+
+def _check_prediction(prediction, count: int, size: tuple[int, int]) -> torch.Tensor:
+    if not isinstance(prediction, torch.Tensor):
+        raise TypeError(f"predict must return a torch tensor (N, h, w), got {type(prediction).__name__}.")
+    if tuple(prediction.shape) != (count, *size):
+        raise ValueError(
+            f"predict returned shape {tuple(prediction.shape)} for {count} image(s) of {size[0]}x{size[1]}; "
+            f"it must return ({count}, {size[0]}, {size[1]})."
+        )
+    if not torch.isfinite(prediction).all():
+        raise ValueError("predict returned NaN or infinite values.")
+    return prediction.float()
+
+
+def _as_chw(image: torch.Tensor) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image must be a torch tensor (3, H, W) or (H, W, 3), got {type(image).__name__}.")
+    if not image.is_floating_point():
+        raise TypeError(f"image must be a float tensor in [0, 1], got dtype {image.dtype}.")
+    if image.ndim == 3 and image.shape[0] == 3:
+        chw = image
+    elif image.ndim == 3 and image.shape[-1] == 3:
+        chw = image.permute(2, 0, 1)  # a view: the image is not copied
+    else:
+        raise ValueError(f"image must have shape (3, H, W) or (H, W, 3), got {tuple(image.shape)}.")
+    if chw.shape[1] < 1 or chw.shape[2] < 1:
+        raise ValueError(f"Image has an empty side ({chw.shape[2]}x{chw.shape[1]}).")
+    if not torch.isfinite(chw).all():
+        raise ValueError("image contains NaN or infinite values; fix or clip them before predicting depth.")
+    return chw
+
+
+def tiled_predict(
+    image: torch.Tensor,
+    predict: Predict,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 4,
+    model_size: int = 518,
+    max_size: int | None = None,
+    auto: bool = False,
+    align: str = "affine",
+    lowpass: float | None = DEFAULT_LOWPASS,
+    shift: tuple[int, int] = (0, 0),
+    on_tile: Callable[[int, int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Depth for a large image from one global pass and overlapping native-resolution tiles.
+
+    Args:
+        image: float (3, H, W) or (H, W, 3) in [0, 1].
+        predict: images (N, 3, h, w) in [0, 1] -> depth (N, h, w) at the same size (relative disparity, or
+            metric depth with align="scale"). Any model or stand-in; it resizes internally as it needs.
+        tile: tile side in pixels, a multiple of 14 (default: `default_tile`, the model's resolution or a
+            quarter of the short side). Tiles are clipped to the image where it is narrower.
+        overlap: pixels shared by neighbouring tiles, 0 to tile - 1 (default: a quarter of the tile).
+        progress: called as progress(done, total) after the global pass and each batch of tiles, counting
+            network passes; raise from it to stop.
+        batch_size: tiles per `predict` call.
+        model_size: the resolution the model works at (short side); the global pass sees the image this large.
+        max_size: cap on the global pass's long side (default 3 x model_size), as in `processing_size`.
+        auto: use one plain pass when tiling would not see much finer than the global pass (see `tile_grid`).
+        align: "affine" (scale and shift, for relative disparity) or "scale" (scale only, for metric depth).
+        lowpass: Gaussian sigma, in global-map pixels, below which the global map's frequencies replace the
+            tiles' (None: keep each tile's own low frequencies after its scale and shift).
+        shift: offset (dy, dx) of the tile grid in pixels; a shifted grid should give the same depth.
+        on_tile: called as on_tile(y, x, depth) with each aligned tile before blending, for inspection.
+
+    Returns:
+        float32 (H, W) on the image's device.
+
+    Example:
+        >>> def predict(batch):  # a stand-in model: brightness as disparity
+        ...     return batch.mean(dim=1)
+        >>> depth = tiled_predict(torch.rand(3, 1200, 1600), predict, tile=518)
+        >>> depth.shape
+        torch.Size([1200, 1600])
+    """
+    chw = _as_chw(image)
+    if align not in ALIGN_MODES:
+        raise ValueError(f"align must be one of {', '.join(ALIGN_MODES)}, got {align!r}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    if lowpass is not None and not lowpass > 0:
+        raise ValueError(f"lowpass must be a positive sigma or None, got {lowpass!r}.")
+    height, width = chw.shape[-2:]
+    grid = tile_grid(
+        height, width, tile=tile, overlap=overlap, model_size=model_size, max_size=max_size, auto=auto, shift=shift
+    )
+    if grid is None:
+        depth = _check_prediction(predict(chw[None].float()), 1, (height, width))[0]
+        if progress is not None:
+            progress(1, 1)
+        return depth
+
+    total = 1 + len(grid)
+    global_size = processing_size(height, width, model_size, max_size)
+    global_map = _check_prediction(predict(_global_view(chw, global_size)[None]), 1, global_size)[0]
+    if progress is not None:
+        progress(1, total)
+
+    # Tiles are compared with the global map on a grid as coarse as the global map itself.
+    scale = min(height / global_size[0], width / global_size[1])
+    pooled = (max(1, round(grid.tile_height / scale)), max(1, round(grid.tile_width / scale)))
+    weight_y, weight_x = grid.weights()
+    output = torch.zeros(height, width, dtype=torch.float32, device=chw.device)
+    boxes = grid.boxes()
+    tile_size = (grid.tile_height, grid.tile_width)
+    for start in range(0, len(boxes), batch_size):
+        chunk = boxes[start : start + batch_size]
+        tiles = torch.stack([chw[:, y : y + tile_size[0], x : x + tile_size[1]] for y, x in chunk]).float()
+        depth = _check_prediction(predict(tiles), len(chunk), tile_size).to(chw.device)
+        del tiles
+        target = _sample_global(global_map.to(chw.device), chunk, tile_size, pooled, (height, width))
+        depth = _align_tiles(depth, target, pooled, scale_only=align == "scale", lowpass=lowpass)
+        for (y, x), tile_depth in zip(chunk, depth):
+            if on_tile is not None:
+                on_tile(y, x, tile_depth)
+            row, column = grid.ys.index(y), grid.xs.index(x)
+            blend = weight_y[row].to(chw.device)[:, None] * weight_x[column].to(chw.device)[None, :]
+            output[y : y + tile_size[0], x : x + tile_size[1]] += blend * tile_depth
+        if progress is not None:
+            progress(1 + start + len(chunk), total)
+    return output
+
+
+def _align_tiles(
+    depth: torch.Tensor, target: torch.Tensor, pooled: tuple[int, int], *, scale_only: bool, lowpass: float | None
+) -> torch.Tensor:
+    """Fit tiles (N, h, w) to the global map sampled on a coarse grid (N, gh, gw); optionally take its lows."""
+    coarse = F.interpolate(depth[:, None], size=pooled, mode="area")[:, 0]
+    scale, shift, weight = _robust_fit(coarse, target, scale_only=scale_only, iterations=ROBUST_ITERATIONS)
+    scale, shift = scale.float()[:, None, None], shift.float()[:, None, None]
+    aligned = scale * depth + shift
+    if lowpass is None:
+        return aligned
+    # What the tile still disagrees with the global map about, smoothed with the robust weights so that a
+    # misplaced edge in the coarse global map does not bleed into the sharp tile (normalised convolution).
+    residual = (scale * coarse + shift - target)[:, None]
+    weight = weight.float().view_as(residual)
+    smooth = _gaussian_blur(weight * residual, lowpass) / _gaussian_blur(weight, lowpass).clamp_min(1e-6)
+    correction = F.interpolate(smooth, size=depth.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return aligned - correction

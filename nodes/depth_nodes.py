@@ -18,7 +18,7 @@ import comfy.model_management as mm
 import comfy.utils
 import folder_paths
 
-from depth_anything import COLORMAPS, NORMALIZE_MODES, CheckpointError, colorize, normalize
+from depth_anything import COLORMAPS, NORMALIZE_MODES, CheckpointError, colorize, normalize, processing_size
 from depth_anything.loading import family_from_name
 from depth_anything.postprocess import to_uint16
 from depth_anything.transforms import PATCH
@@ -112,8 +112,19 @@ def _check_input_size(input_size) -> bool | str:
     return True
 
 
+def _check_tiles(tile_size, overlap) -> bool | str:
+    if tile_size is None or overlap is None:  # linked from another node: checked when it runs
+        return True
+    if tile_size % PATCH:
+        lower = tile_size // PATCH * PATCH
+        return f"tile_size must be 0 (automatic) or a multiple of {PATCH}, got {tile_size}: use {lower or PATCH} or {lower + PATCH}."
+    if tile_size and overlap >= tile_size:
+        return f"overlap ({overlap}) must be smaller than tile_size ({tile_size}); a quarter of it is a good start."
+    return True
+
+
 def _tiling_options(tiling: str, tile_size: int | None, overlap: int | None) -> dict:
-    """Keyword arguments for DepthAnything.infer; none when tiling is off."""
+    """Keyword arguments for DepthAnything.infer; none when tiling is off. 0 means the engine's default."""
     if tiling not in TILING_CHOICES:
         raise ValueError(f"Unknown tiling {tiling!r}; use one of {', '.join(TILING_CHOICES)}.")
     if tiling == "off":
@@ -153,18 +164,19 @@ def estimate_depth(
             f"Depth Anything got an empty image batch (shape {tuple(image.shape)}). Check the node that feeds "
             "'image', e.g. a folder or video loader that found no frames."
         )
-    valid = _check_input_size(input_size)
-    if valid is not True:
-        raise ValueError(valid)
+    for valid in (_check_input_size(input_size), _check_tiles(tile_size or 0, overlap or 0)):
+        if valid is not True:
+            raise ValueError(valid)
     options = _tiling_options(tiling, tile_size, overlap)
     mm.throw_exception_if_processing_interrupted()
 
     count, height, width = image.shape[:3]
-    chunk = min(batch_size, count)
-    net = model.ready(model.memory_required(chunk, *_processed_size(input_size, height, width, options)))
+    net_size = processing_size(height, width, input_size)  # the whole-image pass; tiles are no larger
+    net = model.ready(model.memory_required(min(batch_size, count), *net_size))
     bar = comfy.utils.ProgressBar(count)
 
     def progress(done: int, total: int) -> None:
+        # Counts images, or network passes when tiling (one global pass plus the tiles of each image).
         bar.update_absolute(done, total)
         mm.throw_exception_if_processing_interrupted()  # raising here stops between chunks (or tiles)
 
@@ -172,14 +184,6 @@ def estimate_depth(
     depth = normalize(raw, normalization, invert=invert, gamma=gamma, metric=net.is_metric)
     as_image = depth[..., None].expand(-1, -1, -1, 3).contiguous()
     return as_image, depth.contiguous(), RawDepth(raw, net.is_metric, model.name)
-
-
-def _processed_size(input_size: int, height: int, width: int, options: dict) -> tuple[int, int]:
-    from depth_anything import processing_size
-
-    if options:  # a tile is processed at about input_size on its short side
-        return input_size, input_size
-    return processing_size(height, width, input_size)
 
 
 # ------------------------------------------------------------------------------------------------- nodes
@@ -303,7 +307,8 @@ class DepthAnythingEstimate:
                         "min": 0,
                         "max": 16384,
                         "step": PATCH,
-                        "tooltip": "Tile side in image pixels when tiling; 0 picks it from input_size.",
+                        "tooltip": "Tile side in image pixels (multiple of 14) when tiling. 0: automatic, "
+                        "input_size or a quarter of the image's short side, whichever is larger.",
                     },
                 ),
                 "overlap": (
@@ -313,15 +318,17 @@ class DepthAnythingEstimate:
                         "min": 0,
                         "max": 8192,
                         "step": PATCH,
-                        "tooltip": "Pixels neighbouring tiles share, blended across; 0 picks it from the tile size.",
+                        "tooltip": "Pixels neighbouring tiles share, blended across so no seam shows. 0: automatic, "
+                        "a quarter of the tile.",
                     },
                 ),
             }
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, input_size):
-        return _check_input_size(input_size)
+    def VALIDATE_INPUTS(cls, input_size, tile_size, overlap):
+        valid = _check_input_size(input_size)
+        return _check_tiles(tile_size, overlap) if valid is True else valid
 
     def estimate(self, model, image, input_size, normalization, invert, gamma, batch_size, tiling, tile_size, overlap):
         return estimate_depth(

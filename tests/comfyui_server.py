@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,46 @@ class ComfyUIServer:
         if entry["status"]["status_str"] != "success":
             raise ComfyUIError(f"prompt failed: {execution_error(entry)}", entry)
         return entry["outputs"]
+
+    def run_with_events(
+        self, prompt: dict, timeout: float = 600, on_event=None
+    ) -> tuple[dict, list[tuple[str, dict]]]:
+        """Queue a prompt while listening on the websocket; (history entry, [(event type, data)]) when done.
+
+        `on_event(type, data)` is called as each event arrives (e.g. to interrupt at the first progress).
+        """
+        import asyncio
+
+        import aiohttp
+
+        client_id = uuid.uuid4().hex
+
+        async def listen():
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(f"{self.url}/ws?clientId={client_id}") as ws:
+                    status, answer = await asyncio.to_thread(
+                        self.post, "/prompt", {"prompt": prompt, "client_id": client_id}
+                    )
+                    if status != 200:
+                        raise ComfyUIError(f"prompt refused ({status}): {json.dumps(answer)[:2000]}", answer)
+                    events = []
+                    async for message in ws:
+                        if message.type != aiohttp.WSMsgType.TEXT:
+                            continue  # binary preview images
+                        event = json.loads(message.data)
+                        events.append((event["type"], event["data"]))
+                        data = event["data"]
+                        if on_event is not None:
+                            await asyncio.to_thread(on_event, event["type"], data)
+                        if data.get("prompt_id") == answer["prompt_id"]:
+                            if event["type"] == "executing" and data.get("node") is None:
+                                break  # the prompt is done
+                            if event["type"] in ("execution_error", "execution_interrupted"):
+                                break
+                    return answer["prompt_id"], events
+
+        prompt_id, events = asyncio.run(asyncio.wait_for(listen(), timeout))
+        return self.wait(prompt_id, timeout), events
 
     def output_files(self, outputs: dict, node_id: str, key: str = "images") -> list[Path]:
         """Paths of the files a node reported in a prompt's outputs."""

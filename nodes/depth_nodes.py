@@ -115,6 +115,8 @@ def _check_input_size(input_size) -> bool | str:
 def _check_tiles(tile_size, overlap) -> bool | str:
     if tile_size is None or overlap is None:  # linked from another node: checked when it runs
         return True
+    if tile_size < 0 or overlap < 0:
+        return f"tile_size and overlap cannot be negative (got {tile_size} and {overlap}); 0 means automatic."
     if tile_size % PATCH:
         lower = tile_size // PATCH * PATCH
         return f"tile_size must be 0 (automatic) or a multiple of {PATCH}, got {tile_size}: use {lower or PATCH} or {lower + PATCH}."
@@ -130,6 +132,15 @@ def _tiling_options(tiling: str, tile_size: int | None, overlap: int | None) -> 
     if tiling == "off":
         return {}
     return {"tiled": True if tiling == "on" else "auto", "tile": tile_size or None, "overlap": overlap or None}
+
+
+def _checkpoint_fingerprint(model_name: str) -> str:
+    """Changes when the chosen checkpoint changes on disk, so ComfyUI runs the loading node again; never downloads."""
+    try:
+        path, _family = model_files.find_local(model_name)
+        return str(model_files.signature(path)) if path is not None else model_name
+    except Exception:  # the node itself reports the problem when it runs
+        return str(model_name)
 
 
 def load_depth_model(model_name: str, family: str, precision: str, device: str) -> managed.DepthAnythingModel:
@@ -159,7 +170,9 @@ def estimate_depth(
     overlap: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, RawDepth]:
     """IMAGE batch -> (depth IMAGE (B,H,W,3) near = white, MASK (B,H,W), RawDepth), with progress and interrupt."""
-    if image.ndim != 4 or image.shape[0] == 0:
+    if image.ndim != 4:
+        raise ValueError(f"'image' must be an IMAGE batch (B, H, W, C), got shape {tuple(image.shape)}.")
+    if image.shape[0] == 0:
         raise ValueError(
             f"Depth Anything got an empty image batch (shape {tuple(image.shape)}). Check the node that feeds "
             "'image', e.g. a folder or video loader that found no frames."
@@ -241,12 +254,7 @@ class DepthAnythingModelLoader:
 
     @classmethod
     def IS_CHANGED(cls, model_name, **_):
-        # A checkpoint replaced on disk under the same name must be loaded again; never downloads.
-        try:
-            path, _family = model_files.find_local(model_name)
-            return str(model_files.signature(path)) if path is not None else model_name
-        except Exception:  # the loader itself reports the problem
-            return model_name
+        return _checkpoint_fingerprint(model_name)
 
     def load(self, model_name, family, precision, device):
         return (load_depth_model(model_name, family, precision, device),)
@@ -373,6 +381,10 @@ class DepthAnythingAllInOne:
         if model_name is not None and (problem := model_files.name_problem(model_name)):
             return problem
         return _check_input_size(input_size)
+
+    @classmethod
+    def IS_CHANGED(cls, model_name, **_):
+        return _checkpoint_fingerprint(model_name)
 
     def run(self, image, model_name, input_size, normalization, tiling):
         model = load_depth_model(model_name, "auto", "auto", "auto")

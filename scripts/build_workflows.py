@@ -76,6 +76,21 @@ def depth_nodes(image: str, *, input_size=518, normalization="per_image", batch_
     ]
 
 
+def preview_and_save_nodes(prefix: str):
+    """Depth preview, colour preview and the 16-bit save with raw values, fed by the estimate (ids 4-7)."""
+    return [
+        Node(4, "PreviewImage", {"images": (3, 0)}, (720, 0), title="Depth"),
+        Node(5, "DepthAnythingColorize", {"depth": (3, 0), "colormap": "Spectral_r"}, (720, 320)),
+        Node(6, "PreviewImage", {"images": (5, 0)}, (1040, 320), title="Colour preview"),
+        Node(
+            7,
+            "DepthAnythingSaveDepth16",
+            {"depth": (3, 0), "filename_prefix": prefix, "save_npy": True, "raw_depth": (3, 2)},
+            (1040, 0),
+        ),
+    ]
+
+
 def controlnet_workflow(name, *, checkpoint, controlnet, width, height, steps, cfg, sampler, scheduler, strength, prompt, note):
     return Workflow(
         name,
@@ -132,15 +147,7 @@ def all_workflows() -> list[Workflow]:
             "depth_map",
             [
                 *depth_nodes("example.png"),
-                Node(4, "PreviewImage", {"images": (3, 0)}, (720, 0), title="Depth"),
-                Node(5, "DepthAnythingColorize", {"depth": (3, 0), "colormap": "Spectral_r"}, (720, 320)),
-                Node(6, "PreviewImage", {"images": (5, 0)}, (1040, 320), title="Colour preview"),
-                Node(
-                    7,
-                    "DepthAnythingSaveDepth16",
-                    {"depth": (3, 0), "filename_prefix": "depth_anything/depth", "save_npy": True, "raw_depth": (3, 2)},
-                    (1040, 0),
-                ),
+                *preview_and_save_nodes("depth_anything/depth"),
                 Note(
                     100,
                     "Depth map from one image.\n\nLoad Image: your photo. Load Depth Anything Model: "
@@ -189,15 +196,7 @@ def all_workflows() -> list[Workflow]:
             "highres_tiled_depth",
             [
                 *depth_nodes("example.png", tiling="on"),
-                Node(4, "PreviewImage", {"images": (3, 0)}, (720, 0), title="Depth"),
-                Node(5, "DepthAnythingColorize", {"depth": (3, 0), "colormap": "Spectral_r"}, (720, 320)),
-                Node(6, "PreviewImage", {"images": (5, 0)}, (1040, 320), title="Colour preview"),
-                Node(
-                    7,
-                    "DepthAnythingSaveDepth16",
-                    {"depth": (3, 0), "filename_prefix": "depth_anything/highres", "save_npy": True, "raw_depth": (3, 2)},
-                    (1040, 0),
-                ),
+                *preview_and_save_nodes("depth_anything/highres"),
                 Note(
                     100,
                     "High-resolution depth of a large photo (4K and up).\n\ntiling = on: one pass over the whole "

@@ -199,10 +199,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(workdir: Path, extra_args: tuple[str, ...] = ()) -> ComfyUIServer:
-    """Start ComfyUI with this repository linked into custom_nodes; returns once /object_info answers."""
+def start_server(workdir: Path, extra_args: tuple[str, ...] = (), extra_nodes: tuple[Path, ...] = ()) -> ComfyUIServer:
+    """Start ComfyUI with this repository linked into custom_nodes; returns once /object_info answers.
+
+    `extra_nodes`: more single-file node modules to load, linked in beside the pack (e.g. a benchmark's
+    baseline node); only into a scratch copy, never into the ComfyUI at $COMFYUI_PATH.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     root = comfyui_root(workdir)
+    if extra_nodes and workdir not in root.parents:
+        raise RuntimeError("extra_nodes are only linked into a scratch ComfyUI; unset COMFYUI_PATH.")
+    for module in extra_nodes:
+        (root / "custom_nodes" / module.name).symlink_to(module.resolve())
     link = root / "custom_nodes" / PACK_LINK_NAME
     if link.is_symlink() or link.exists():
         if link.resolve() != REPO:

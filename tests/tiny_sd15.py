@@ -125,20 +125,18 @@ def taesd_shapes(prefix: str = "first_stage_model.") -> dict[str, tuple[int, ...
         for j in (0, 2, 4):
             conv(f"{name}.conv.{j}", 64, 64)
 
-    enc = f"{prefix}taesd_encoder"
-    conv(f"{enc}.0", 3, 64)
-    for i in (1, 3, 4, 5, 7, 8, 9, 11, 12, 13):
-        block(f"{enc}.{i}")
-    for i in (2, 6, 10):
-        conv(f"{enc}.{i}", 64, 64, bias=False)
-    conv(f"{enc}.14", 64, 4)
-    dec = f"{prefix}taesd_decoder"
-    conv(f"{dec}.1", 4, 64)
-    for i in (3, 4, 5, 8, 9, 10, 13, 14, 15, 18):
-        block(f"{dec}.{i}")
-    for i in (7, 12, 17):
-        conv(f"{dec}.{i}", 64, 64, bias=False)
-    conv(f"{dec}.19", 64, 3)
+    # (first conv, residual blocks, bias-free 64->64 convs (stride or after upsampling), last conv) per half
+    halves = {
+        "taesd_encoder": ((0, 3, 64), (1, 3, 4, 5, 7, 8, 9, 11, 12, 13), (2, 6, 10), (14, 64, 4)),
+        "taesd_decoder": ((1, 4, 64), (3, 4, 5, 8, 9, 10, 13, 14, 15, 18), (7, 12, 17), (19, 64, 3)),
+    }
+    for half, (first, blocks, plain, last) in halves.items():
+        for index, cin, cout in (first, last):
+            conv(f"{prefix}{half}.{index}", cin, cout)
+        for index in blocks:
+            block(f"{prefix}{half}.{index}")
+        for index in plain:
+            conv(f"{prefix}{half}.{index}", 64, 64, bias=False)
     return shapes
 
 

@@ -44,10 +44,6 @@ class RawDepth:
     is_metric: bool
     model: str
 
-    @property
-    def unit(self) -> str:
-        return "metres" if self.is_metric else "relative disparity"
-
 
 # ------------------------------------------------------------------------------------------- shared inputs
 

@@ -352,6 +352,8 @@ def test_bad_inputs_give_clear_errors_and_the_server_recovers(comfyui, depth_che
 
     bad_size = _refused(comfyui, depth_prompt(input_size=500))
     assert "multiple of 14" in bad_size and "504" in bad_size
+    bad_tiles = _refused(comfyui, depth_prompt(tiling="on", tile_size=140, overlap=140))
+    assert "overlap (140) must be smaller than tile_size (140)" in bad_tiles
 
     assert comfyui.alive()
     outputs = comfyui.run(depth_prompt(gamma=0.8))  # the server still works

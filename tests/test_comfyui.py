@@ -21,9 +21,9 @@ from PIL import Image
 from depth_anything import DepthAnything, colorize, normalize
 from depth_anything.postprocess import to_uint16
 from depth_anything.tiling import tile_grid
-from tests.checkpoints import write_checkpoint
-from tests.comfyui_server import REPO, ComfyUIError, comfyui, execution_error  # noqa: F401  (comfyui: fixture)
-from tests.tiny_sd15 import write_sd15_checkpoint, write_sd15_controlnet
+from checkpoints import write_checkpoint
+from comfyui_server import REPO, comfyui, execution_error  # noqa: F401  (comfyui: the server fixture)
+from tiny_sd15 import write_sd15_checkpoint, write_sd15_controlnet
 
 OUR_NODES = {
     "DepthAnythingModelLoader": ["model_name", "family", "precision", "device"],

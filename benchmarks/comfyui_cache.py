@@ -56,7 +56,8 @@ def prompts(mode: str, image: str, model_name: str, checkpoint: Path, input_size
             "3": {
                 "class_type": "DepthAnythingEstimate",
                 "inputs": {"model": ["2", 0], "image": ["1", 0], "input_size": input_size, "normalization": "per_image",
-                           "invert": False, "gamma": 1.0, "batch_size": 4, "tiling": "off", "tile_size": 0, "overlap": 0},
+                           "invert": False, "gamma": 1.0, "batch_size": 4, "tiling": "off", "tile_size": 0,
+                           "overlap": 0},
             },  # fmt: skip
             "4": save,
         }

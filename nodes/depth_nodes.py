@@ -115,7 +115,10 @@ def _check_tiles(tile_size, overlap) -> bool | str:
         return f"tile_size and overlap cannot be negative (got {tile_size} and {overlap}); 0 means automatic."
     if tile_size % PATCH:
         lower = tile_size // PATCH * PATCH
-        return f"tile_size must be 0 (automatic) or a multiple of {PATCH}, got {tile_size}: use {lower or PATCH} or {lower + PATCH}."
+        return (
+            f"tile_size must be 0 (automatic) or a multiple of {PATCH}, got {tile_size}: "
+            f"use {lower or PATCH} or {lower + PATCH}."
+        )
     if tile_size and overlap >= tile_size:
         return f"overlap ({overlap}) must be smaller than tile_size ({tile_size}); a quarter of it is a good start."
     return True
@@ -384,7 +387,9 @@ class DepthAnythingAllInOne:
 
     def run(self, image, model_name, input_size, normalization, tiling):
         model = load_depth_model(model_name, "auto", "auto", "auto")
-        depth, mask, _raw = estimate_depth(model, image, input_size=input_size, normalization=normalization, tiling=tiling)
+        depth, mask, _raw = estimate_depth(
+            model, image, input_size=input_size, normalization=normalization, tiling=tiling
+        )
         return depth, mask
 
 

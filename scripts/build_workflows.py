@@ -20,7 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / "workflows"
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
-SEED_INPUTS = ("seed", "noise_seed")  # ComfyUI adds a "control after generate" widget after these
+SEED_INPUTS = ("seed", "noise_seed")
+IMAGE_NODES = ("LoadImage", "PreviewImage", "SaveImage", "SaveAnimatedWEBP", "DepthAnythingSaveDepth16")  # ComfyUI adds a "control after generate" widget after these
 
 
 @dataclass
@@ -54,7 +55,7 @@ def depth_nodes(image: str, *, input_size=518, normalization="per_image", batch_
             2,
             "DepthAnythingModelLoader",
             {"model_name": "depth_anything_v2_vits", "family": "auto", "precision": "auto", "device": "auto"},
-            (x, 400),
+            (x, 420),
         ),
         Node(
             3,
@@ -71,7 +72,7 @@ def depth_nodes(image: str, *, input_size=518, normalization="per_image", batch_
                 "tile_size": 0,
                 "overlap": 0,
             },
-            (x + 360, 0),
+            (x + 380, 0),
         ),
     ]
 
@@ -79,29 +80,31 @@ def depth_nodes(image: str, *, input_size=518, normalization="per_image", batch_
 def preview_and_save_nodes(prefix: str):
     """Depth preview, colour preview and the 16-bit save with raw values, fed by the estimate (ids 4-7)."""
     return [
-        Node(4, "PreviewImage", {"images": (3, 0)}, (720, 0), title="Depth"),
-        Node(5, "DepthAnythingColorize", {"depth": (3, 0), "colormap": "Spectral_r"}, (720, 320)),
-        Node(6, "PreviewImage", {"images": (5, 0)}, (1040, 320), title="Colour preview"),
+        Node(4, "PreviewImage", {"images": (3, 0)}, (760, 0), title="Depth"),
+        Node(5, "DepthAnythingColorize", {"depth": (3, 0), "colormap": "Spectral_r"}, (760, 420)),
+        Node(6, "PreviewImage", {"images": (5, 0)}, (1160, 420), title="Colour preview"),
         Node(
             7,
             "DepthAnythingSaveDepth16",
             {"depth": (3, 0), "filename_prefix": prefix, "save_npy": True, "raw_depth": (3, 2)},
-            (1040, 0),
+            (1160, 0),
         ),
     ]
 
 
-def controlnet_workflow(name, *, checkpoint, controlnet, width, height, steps, cfg, sampler, scheduler, strength, prompt, note):
+def controlnet_workflow(
+    name, *, checkpoint, controlnet, width, height, steps, cfg, sampler, scheduler, strength, prompt, note
+):
     return Workflow(
         name,
         [
             *depth_nodes("example.png"),
-            Node(4, "PreviewImage", {"images": (3, 0)}, (720, 0), title="Depth hint"),
-            Node(5, "CheckpointLoaderSimple", {"ckpt_name": checkpoint}, (0, 620)),
-            Node(6, "CLIPTextEncode", {"clip": (5, 1), "text": prompt}, (360, 420), title="Positive prompt"),
-            Node(7, "CLIPTextEncode", {"clip": (5, 1), "text": "blurry, low quality, deformed"}, (360, 680),
+            Node(4, "PreviewImage", {"images": (3, 0)}, (760, 0), title="Depth hint"),
+            Node(5, "CheckpointLoaderSimple", {"ckpt_name": checkpoint}, (0, 700)),
+            Node(6, "CLIPTextEncode", {"clip": (5, 1), "text": prompt}, (380, 560), title="Positive prompt"),
+            Node(7, "CLIPTextEncode", {"clip": (5, 1), "text": "blurry, low quality, deformed"}, (380, 820),
                  title="Negative prompt"),
-            Node(8, "ControlNetLoader", {"control_net_name": controlnet}, (360, 900)),
+            Node(8, "ControlNetLoader", {"control_net_name": controlnet}, (380, 1080)),
             Node(
                 9,
                 "ControlNetApplyAdvanced",
@@ -114,9 +117,9 @@ def controlnet_workflow(name, *, checkpoint, controlnet, width, height, steps, c
                     "start_percent": 0.0,
                     "end_percent": 1.0,
                 },
-                (760, 420),
+                (760, 560),
             ),
-            Node(10, "EmptyLatentImage", {"width": width, "height": height, "batch_size": 1}, (760, 700)),
+            Node(10, "EmptyLatentImage", {"width": width, "height": height, "batch_size": 1}, (760, 860)),
             Node(
                 11,
                 "KSampler",
@@ -132,11 +135,11 @@ def controlnet_workflow(name, *, checkpoint, controlnet, width, height, steps, c
                     "scheduler": scheduler,
                     "denoise": 1.0,
                 },
-                (1120, 420),
+                (1160, 560),
             ),
-            Node(12, "VAEDecode", {"samples": (11, 0), "vae": (5, 2)}, (1480, 420)),
-            Node(13, "SaveImage", {"images": (12, 0), "filename_prefix": f"depth_anything/{name}"}, (1700, 420)),
-            Note(100, note, (1120, 0)),
+            Node(12, "VAEDecode", {"samples": (11, 0), "vae": (5, 2)}, (1540, 560)),
+            Node(13, "SaveImage", {"images": (12, 0), "filename_prefix": f"depth_anything/{name}"}, (1880, 560)),
+            Note(100, note, (1160, 0)),
         ],
     )
 
@@ -154,7 +157,7 @@ def all_workflows() -> list[Workflow]:
                     "depth_anything_v2_vits is downloaded into models/depth_anything on first use (or put any "
                     "official checkpoint there).\nSave Depth 16-bit writes a 16-bit PNG and a .npy of the raw "
                     "values into the output folder.",
-                    (0, 620),
+                    (0, 700),
                 ),
             ],
         ),
@@ -203,7 +206,7 @@ def all_workflows() -> list[Workflow]:
                     "image for the layout plus overlapping tiles at full resolution for the detail, aligned and "
                     "blended without seams. tile_size / overlap 0 = automatic. tiling = auto tiles only images "
                     "large enough to gain.\nThe 16-bit PNG keeps the fine depth steps an 8-bit image would lose.",
-                    (0, 620),
+                    (0, 700),
                 ),
             ],
         ),
@@ -222,13 +225,13 @@ def all_workflows() -> list[Workflow]:
                         "quality": 100,
                         "method": "default",
                     },
-                    (720, 0),
+                    (760, 0),
                 ),
                 Node(
                     5,
                     "DepthAnythingSaveDepth16",
                     {"depth": (3, 0), "filename_prefix": "depth_anything/frames", "save_npy": False},
-                    (720, 420),
+                    (1160, 0),
                 ),
                 Note(
                     100,
@@ -237,7 +240,7 @@ def all_workflows() -> list[Workflow]:
                     "frames of an animated WebP or GIF (upload frames.webp). For .mp4 use Load Video + Get Video "
                     "Components (newer ComfyUI) or VideoHelperSuite's Load Video and connect its IMAGE output "
                     "to Depth Anything Estimate.",
-                    (0, 620),
+                    (0, 700),
                 ),
             ],
         ),
@@ -318,7 +321,7 @@ def to_ui(workflow: Workflow, object_info: dict) -> dict:
             "id": node.id,
             "type": node.type,
             "pos": list(node.pos),
-            "size": [320, 60 + 26 * (len(widgets_values) + max(len(inputs), len(outputs)))],
+            "size": _node_size(node.type, len(widgets_values), max(len(inputs), len(outputs))),
             "flags": {},
             "order": order[node.id],
             "mode": 0,
@@ -346,6 +349,14 @@ def to_ui(workflow: Workflow, object_info: dict) -> dict:
         "extra": {},
         "version": 0.4,
     }
+
+
+def _node_size(node_type: str, widgets: int, slots: int) -> list[int]:
+    """Room for the node's rows; nodes that show images get space for the picture."""
+    height = 60 + 26 * (widgets + slots)
+    if node_type in IMAGE_NODES:
+        return [360, max(height, 340)]
+    return [340, height]
 
 
 def _execution_order(nodes: list[Node]) -> dict[int, int]:

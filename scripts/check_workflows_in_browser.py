@@ -28,6 +28,13 @@ sys.path.insert(0, str(REPO))
 
 from tests.comfyui_server import start_server, stop_server  # noqa: E402
 
+# The diffusion model files the workflows name; empty files are enough to be listed.
+STAND_INS = (
+    ("checkpoints", "v1-5-pruned-emaonly.safetensors"),
+    ("checkpoints", "sd_xl_base_1.0.safetensors"),
+    ("controlnet", "control_v11f1p_sd15_depth.pth"),
+    ("controlnet", "controlnet-depth-sdxl-1.0.safetensors"),
+)
 LOAD_AND_CONVERT = """
 (async () => {
   await app.loadGraphData(%s);
@@ -86,19 +93,18 @@ async def check(page_ws: str, url: str, object_info: dict) -> list[str]:
                 api = json.loads((REPO / "workflows" / "api" / ui_path.name).read_text())
                 result = json.loads(await tools.evaluate(LOAD_AND_CONVERT % ui_path.read_text()))
                 # Front-end-only widgets (the image upload button) are queued too; ComfyUI ignores them.
-                queued = {
-                    k: {
-                        "class_type": v["class_type"],
-                        "inputs": {n: x for n, x in v["inputs"].items() if n in known_inputs(object_info, v["class_type"])},
-                    }
-                    for k, v in result["output"].items()
-                }
+                queued = {}
+                for node_id, node in result["output"].items():
+                    known = known_inputs(object_info, node["class_type"])
+                    inputs = {name: value for name, value in node["inputs"].items() if name in known}
+                    queued[node_id] = {"class_type": node["class_type"], "inputs": inputs}
                 expected = {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in api.items()}
                 if result["missing"]:
                     problems.append(f"{ui_path.name}: front end lacks node types {result['missing']}")
                 if queued != expected:
-                    problems.append(f"{ui_path.name}: queues {json.dumps(queued)[:1500]}\n  expected {json.dumps(expected)[:1500]}")
-                print(f"{ui_path.name}: {len(result['types'])} nodes loaded, prompt {'matches' if queued == expected else 'DIFFERS'}")
+                    problems.append(f"{ui_path.name}: queues {json.dumps(queued)}\n  expected {json.dumps(expected)}")
+                verdict = "matches" if queued == expected else "DIFFERS from"
+                print(f"{ui_path.name}: {len(result['types'])} nodes, queued prompt {verdict} api/{ui_path.name}")
     return problems
 
 
@@ -113,9 +119,7 @@ def main(argv=None) -> int:
     server = start_server(workdir / "comfyui")
     for name in ("example.png", "frames.webp"):  # the workflows' LoadImage choices must exist to load unchanged
         shutil.copy(REPO / "assets" / "icon.png", server.input_dir / name)
-    for folder, name in (("checkpoints", "v1-5-pruned-emaonly.safetensors"), ("checkpoints", "sd_xl_base_1.0.safetensors"),
-                         ("controlnet", "control_v11f1p_sd15_depth.pth"),
-                         ("controlnet", "controlnet-depth-sdxl-1.0.safetensors")):  # fmt: skip
+    for folder, name in STAND_INS:
         (server.models_dir / folder / name).touch()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -197,6 +197,31 @@ def test_depth_equals_library_output(comfyui, depth_checkpoint, input_images):
     assert not list(png16.parent.glob("*.partial"))
 
 
+def test_metric_model_gives_metres_and_precision_reaches_the_model(comfyui, input_images):
+    name = "depth_anything_v2_metric_hypersim_vits.pth"
+    path = write_checkpoint(comfyui.models_dir / "depth_anything" / name, seed=5)
+    image = read_image(input_images["scene.png"])
+    metric = DepthAnything.from_pretrained(path, device="cpu", dtype="fp32")
+    assert metric.is_metric and metric.max_depth == 20.0
+    metres = metric.infer(image, input_size=SIZE)
+
+    outputs = comfyui.run(depth_prompt(model_name=name, gamma=1.05))
+    (png16,) = comfyui.output_files(outputs, "5")
+    stored = np.load(png16.with_suffix(".npy"))
+    np.testing.assert_allclose(stored, metres[0].numpy(), rtol=1e-4, atol=1e-4)  # metres, not normalized
+    assert 0 < stored.min() and stored.max() <= 20.0 and stored.max() - stored.min() > 0.5
+    near_white = normalize(metres, metric=True, gamma=1.05)[0].numpy()  # inverse depth: near = 1
+    assert np.abs(saved_png(comfyui, outputs)[..., 0].astype(int) - near_white * 255).max() <= 1.0
+
+    prompt = depth_prompt(model_name=name, gamma=1.05)
+    prompt["2"]["inputs"]["precision"] = "bf16"
+    half = DepthAnything.from_pretrained(path, device="cpu", dtype="bf16").infer(image, input_size=SIZE)
+    expected = normalize(half, metric=True, gamma=1.05)[0].numpy()
+    png = saved_png(comfyui, comfyui.run(prompt))[..., 0].astype(int)
+    assert np.abs(png - expected * 255).max() <= 1.0
+    assert not torch.equal(half, metres)  # bf16 really ran: its values differ from fp32's
+
+
 def test_all_in_one_and_colorize_equal_library_output(comfyui, depth_checkpoint, input_images):
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "scene.png"}},

@@ -146,12 +146,15 @@ def load_depth_model(model_name: str, family: str, precision: str, device: str) 
     """Resolve a loader choice (downloading a known model when missing) and load it through the cache."""
     path, known_family = model_files.resolve(model_name)
     chosen = managed.family_option(family) or known_family
-    if chosen is None and path.is_file() and family_from_name(path.name) is None:
-        raise CheckpointError(
-            f"{path.name}: the file name does not tell whether this is a Depth Anything v1, v2 or v2-metric "
-            "checkpoint, and their weights look alike (the wrong choice silently gives wrong depth). Set 'family' "
-            "on the Load Depth Anything Model node, or keep the official file name (e.g. depth_anything_v2_vits.pth)."
-        )
+    if chosen is None and path.is_file():  # a transformers folder's config.json tells the family itself
+        chosen = family_from_name(path.name)  # decided here, so a file and its known name share one cached model
+        if chosen is None:
+            raise CheckpointError(
+                f"{path.name}: the file name does not tell whether this is a Depth Anything v1, v2 or v2-metric "
+                "checkpoint, and their weights look alike (the wrong choice silently gives wrong depth). Set "
+                "'family' on the Load Depth Anything Model node, or keep the official file name (e.g. "
+                "depth_anything_v2_vits.pth)."
+            )
     return managed.load(path, name=model_name, family=chosen, precision=precision, device=device)
 
 

@@ -288,7 +288,7 @@ def _model_loads(comfyui) -> int:
     return comfyui.log().count("Requested to load DepthAnythingModule")
 
 
-def test_model_is_cached_across_prompts_and_reloaded_when_the_file_changes(comfyui, input_images):
+def test_model_is_cached_across_prompts_and_reloaded_when_the_file_changes(comfyui, depth_checkpoint, input_images):
     name = "cache_test/depth_anything_v2_vits.pth"
     path = write_checkpoint(comfyui.models_dir / "depth_anything" / name, seed=11)
     first = saved_png(comfyui, comfyui.run(depth_prompt(model_name=name, gamma=1.1)))
@@ -300,6 +300,11 @@ def test_model_is_cached_across_prompts_and_reloaded_when_the_file_changes(comfy
     assert _model_loads(comfyui) == loads
     progress = [d for kind, d in events if kind == "progress" and d.get("node") == "3"]
     assert progress[-1]["value"] == progress[-1]["max"] == 1
+
+    comfyui.run(depth_prompt(model_name=MODEL_FILE, gamma=1.1))
+    loads = _model_loads(comfyui)
+    comfyui.run(depth_prompt(model_name="depth_anything_v2_vits", gamma=1.1))  # the known name of that file
+    assert _model_loads(comfyui) == loads  # one model in memory for both names
 
     write_checkpoint(path, seed=12)  # same name, new weights: must not be served from any cache
     changed = saved_png(comfyui, comfyui.run(depth_prompt(model_name=name, gamma=1.1)))

@@ -9,7 +9,7 @@ _here = os.path.dirname(os.path.abspath(__file__))
 if _here not in sys.path:
     sys.path.insert(0, _here)
 
-# Outside ComfyUI (pytest imports this file as the package of the repository's root) there are no nodes to load.
+# Outside ComfyUI (a tool importing the repository root as a package) there are no nodes to load.
 if importlib.util.find_spec("folder_paths") is not None:
     from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 else:

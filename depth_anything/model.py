@@ -199,7 +199,7 @@ class DepthAnything(nn.Module):
             tiled: False for one pass per image; True for high-resolution depth from a global pass plus
                 overlapping native-resolution tiles (`depth_anything.tiling.tiled_predict`); "auto" to tile
                 only images large enough to gain. Metric models align tiles by scale only.
-            tile: tile side in pixels, a multiple of 14 (default: input_size, or a quarter of the short side).
+            tile: tile side in pixels, a multiple of 14 (default: input_size, or a fifth of the short side).
             overlap: pixels shared by neighbouring tiles (default: a quarter of the tile).
 
         Returns:

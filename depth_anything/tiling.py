@@ -3,8 +3,8 @@
 A depth network sees about 518 pixels; shrinking a 4K photo to that loses thin structures and blurs every
 edge. `tiled_predict` runs the network once on the whole (shrunken) image and then on overlapping tiles at the
 image's own resolution. Each tile's prediction is fitted to the global one (robust least squares: scale and
-shift in disparity, scale only for metric depth), its low frequencies are replaced by the global map's, and the
-tiles are blended with raised-cosine weights that sum to one. Memory is bounded by a batch of tiles: nothing of
+shift in disparity, scale only for metric depth), optionally its low frequencies are replaced by the global
+map's, and the tiles are blended with raised-cosine weights that sum to one. Memory is bounded by a batch of tiles: nothing of
 the image's size is held apart from the input and the output.
 
 The engine is model-agnostic: `predict` is any callable from images (N, 3, h, w) in [0, 1] to (N, h, w).
@@ -23,10 +23,14 @@ from .transforms import PATCH, processing_size
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
-TILE_SPAN = 4  # a default tile spans at least 1/4 of the short side, so that a model still sees a scene in it
-AUTO_MIN_GAIN = 2.0  # "auto" tiles when tiles see at least this many times finer than the global pass
-DEFAULT_LOWPASS = 1.0  # Gaussian sigma, in global-map pixels, of the low frequencies taken from the global map
+TILE_SPAN = 5  # a default tile spans at least 1/5 of the short side, so that a model still sees a scene in it
+# "auto" tiles when tiles see at least this many times finer than the global pass; at 1.67x (1280 x 864 at 518)
+# tiling already measured 2.3x the boundary F1 and 18% lower AbsRel (BENCHMARKS.md)
+AUTO_MIN_GAIN = 1.5
 ROBUST_ITERATIONS = 4
+FIT_GRID = 64  # tiles are fitted on at most 64 x 64 samples: plenty for two unknowns, and cheap
+PAIRS = 8192  # sample pairs for the robust starting slope
+MIN_SPREAD = 0.01  # robust weights never treat residuals below 1% of the target's spread as outliers
 MIN_SCALE_FRACTION = 0.25  # a tile fitted with less than this share of its spread is treated as unreliable
 ALIGN_MODES = ("affine", "scale")
 
@@ -92,13 +96,14 @@ def _axis_starts(length: int, size: int, overlap: int, shift: int) -> tuple[int,
 
 
 def default_tile(height: int, width: int, model_size: int = 518) -> int:
-    """The tile side used when none is given: the model's resolution, or a quarter of the short side if larger.
+    """The tile side used when none is given: the model's resolution, or a fifth of the short side if larger.
 
-    Tiles much smaller than the image lose the context a depth network needs; a quarter of the short side keeps
-    each tile a recognisable scene and the tile count bounded (about 25-60) at any resolution.
+    Up to a short side of about 2600 pixels (4K) tiles are seen at full resolution. Beyond that, tiles much
+    smaller than the image would lose the context a depth network needs: a fifth of the short side keeps each
+    tile a recognisable part of the scene and the count under about 100 at any resolution.
 
-    >>> default_tile(2160, 3840)
-    546
+    >>> default_tile(2160, 3840), default_tile(4320, 7680)
+    (518, 868)
     """
     span = PATCH * round(min(height, width) / TILE_SPAN / PATCH)
     return max(model_size, span)
@@ -178,29 +183,66 @@ def fit_scale_shift(
         >>> [round(v, 4) for v in scale.tolist() + shift.tolist()]
         [3.0, 3.0, -1.0, -1.0]
     """
-    scale, shift, _ = _robust_fit(source, target, scale_only=scale_only, iterations=ROBUST_ITERATIONS if robust else 0)
+    if source.shape != target.shape or source.ndim < 2:
+        raise ValueError(f"source and target must have the same (N, ...) shape, got {source.shape} and {target.shape}.")
+    x, y = source.reshape(source.shape[0], -1), target.reshape(target.shape[0], -1)
+    scale, shift, _ = _robust_fit(x, y, scale_only=scale_only, iterations=ROBUST_ITERATIONS if robust else 0)
     return scale.float(), shift.float()
 
 
 def _robust_fit(
-    source: torch.Tensor, target: torch.Tensor, *, scale_only: bool, iterations: int
+    x: torch.Tensor, y: torch.Tensor, *, scale_only: bool, iterations: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Iteratively re-weighted least squares. Returns (scale, shift) as (N,) float64 and the (N, P) weights."""
-    if source.shape != target.shape or source.ndim < 1:
-        raise ValueError(f"source and target must have the same (N, ...) shape, got {source.shape} and {target.shape}.")
-    x = source.reshape(source.shape[0], -1).double()
-    y = target.reshape(target.shape[0], -1).double()
-    weight = torch.ones_like(x)
-    for step in range(iterations + 1):
-        scale, shift = _weighted_fit(x, y, weight, scale_only)
-        if step == iterations:
-            break
+    """Iteratively re-weighted least squares on (N, P) samples.
+
+    Returns (scale, shift, spread), each (N,) float64; `spread` is the residual scale of the Cauchy weights.
+    """
+    x, y = x.double(), y.double()
+    # Where most samples fit exactly (a tile mostly inside one flat object) the median deviation is zero; the
+    # floor keeps the weights from collapsing onto those samples alone, and noise-free fits stay exact.
+    floor = 1e-12 + MIN_SPREAD * y.std(dim=1)
+    if iterations == 0:
+        return (*_weighted_fit(x, y, torch.ones_like(x), scale_only), floor)
+    # A least-squares start would let high-leverage outliers (a pole only the tile sees) pull every
+    # re-weighting after it to a wrong scale; a pairwise-median start does not.
+    scale, shift = _pairwise_fit(x, y, scale_only)
+    spread = floor
+    for _ in range(iterations):
         residual = scale[:, None] * x + shift[:, None] - y
-        mad = (residual - residual.median(dim=1, keepdim=True).values).abs().median(dim=1, keepdim=True).values
-        # Cauchy weights with the usual 95%-efficiency constant; the floor keeps noise-free fits exact.
-        spread = (2.385 * 1.4826 * mad).clamp_min(1e-12 + 1e-9 * y.abs().amax(dim=1, keepdim=True))
-        weight = 1.0 / (1.0 + (residual / spread) ** 2)
-    return scale, shift, weight
+        mad = (residual - residual.median(dim=1, keepdim=True).values).abs().median(dim=1).values
+        spread = torch.maximum(2.385 * 1.4826 * mad, floor)  # Cauchy's 95%-efficiency constant x robust sigma
+        scale, shift = _weighted_fit(x, y, _cauchy(residual, spread), scale_only)
+    return scale, shift, spread
+
+
+def _pairwise_fit(x: torch.Tensor, y: torch.Tensor, scale_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Theil-Sen start: the median slope over sample pairs, then the median offset.
+
+    Robust to outliers in the tile (x) as well as in the global map (y): a thin pole the global map cannot
+    see, or a tile that is mostly one flat object, would drag a least-squares start to a wrong scale.
+    """
+    if scale_only:
+        ratio = torch.where(x > 0, y / torch.where(x > 0, x, 1.0), torch.nan)
+        scale = ratio.nanmedian(dim=1).values.nan_to_num(0.0).clamp_min(0.0)
+        return scale, torch.zeros_like(scale)
+    count = x.shape[1]
+    generator = torch.Generator().manual_seed(0)  # the same pairs every time: results are reproducible
+    first = torch.randint(count, (PAIRS,), generator=generator).to(x.device)
+    second = torch.randint(count, (PAIRS,), generator=generator).to(x.device)
+    dx, dy = x[:, first] - x[:, second], y[:, first] - y[:, second]
+    levels = torch.tensor([0.05, 0.95], dtype=x.dtype, device=x.device)
+    low, high = torch.quantile(x, levels, dim=1)
+    # Pairs closer than a twentieth of the tile's range say more about noise than about the slope.
+    informative = dx.abs() > 0.05 * (high - low)[:, None] + 1e-30
+    slope = torch.where(informative, dy / torch.where(informative, dx, 1.0), torch.nan)
+    scale = slope.nanmedian(dim=1).values.nan_to_num(0.0)  # no informative pair: a flat tile
+    shift = (y - scale[:, None] * x).median(dim=1).values
+    return scale, shift
+
+
+def _cauchy(residual: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
+    spread = spread.view(-1, *([1] * (residual.ndim - 1))).to(residual.dtype)
+    return 1.0 / (1.0 + (residual / spread) ** 2)
 
 
 def _weighted_fit(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, scale_only: bool):
@@ -235,15 +277,16 @@ def _gaussian_blur(values: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(values, kernel.view(1, 1, -1, 1))
 
 
-def _global_view(image: torch.Tensor, size: tuple[int, int], rows_per_chunk: int = 256) -> torch.Tensor:
+def _global_view(image: torch.Tensor, size: tuple[int, int], pixels_per_strip: int = 1 << 18) -> torch.Tensor:
     """(3, H, W) -> (3, h, w), antialiased, without an intermediate of the image's size.
 
-    An integer box filter runs over strips of rows first, then an antialiased resize of the small result.
+    An integer box filter runs over strips of rows first (down to between one and two times the target size),
+    then an antialiased resize of that small result.
     """
     height, width = image.shape[-2:]
-    factor = max(1, int(min(height / size[0], width / size[1]) // 2))
+    factor = max(1, int(min(height / size[0], width / size[1])))
     if factor > 1:
-        step = factor * max(1, rows_per_chunk // factor)
+        step = factor * max(1, pixels_per_strip // width // factor)
         strips = [
             F.avg_pool2d(image[None, :, start : start + step].float(), factor, ceil_mode=True)[0]
             for start in range(0, height, step)
@@ -299,8 +342,9 @@ def _as_chw(image: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"image must have shape (3, H, W) or (H, W, 3), got {tuple(image.shape)}.")
     if chw.shape[1] < 1 or chw.shape[2] < 1:
         raise ValueError(f"Image has an empty side ({chw.shape[2]}x{chw.shape[1]}).")
-    if not torch.isfinite(chw).all():
-        raise ValueError("image contains NaN or infinite values; fix or clip them before predicting depth.")
+    for start in range(0, chw.shape[1], 256):  # in strips: no mask of the image's size
+        if not torch.isfinite(chw[:, start : start + 256]).all():
+            raise ValueError("image contains NaN or infinite values; fix or clip them before predicting depth.")
     return chw
 
 
@@ -316,7 +360,7 @@ def tiled_predict(
     max_size: int | None = None,
     auto: bool = False,
     align: str = "affine",
-    lowpass: float | None = DEFAULT_LOWPASS,
+    lowpass: float | None = None,
     shift: tuple[int, int] = (0, 0),
     on_tile: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
@@ -327,17 +371,20 @@ def tiled_predict(
         predict: images (N, 3, h, w) in [0, 1] -> depth (N, h, w) at the same size (relative disparity, or
             metric depth with align="scale"). Any model or stand-in; it resizes internally as it needs.
         tile: tile side in pixels, a multiple of 14 (default: `default_tile`, the model's resolution or a
-            quarter of the short side). Tiles are clipped to the image where it is narrower.
+            fifth of the short side). Tiles are clipped to the image where it is narrower.
         overlap: pixels shared by neighbouring tiles, 0 to tile - 1 (default: a quarter of the tile).
         progress: called as progress(done, total) after the global pass and each batch of tiles, counting
             network passes; raise from it to stop.
-        batch_size: tiles per `predict` call.
+        batch_size: tiles per `predict` call, counted at the model's resolution: tiles larger than
+            `model_size` go fewer at a time, so that memory stays bounded however large the image.
         model_size: the resolution the model works at (short side); the global pass sees the image this large.
         max_size: cap on the global pass's long side (default 3 x model_size), as in `processing_size`.
         auto: use one plain pass when tiling would not see much finer than the global pass (see `tile_grid`).
         align: "affine" (scale and shift, for relative disparity) or "scale" (scale only, for metric depth).
-        lowpass: Gaussian sigma, in global-map pixels, below which the global map's frequencies replace the
-            tiles' (None: keep each tile's own low frequencies after its scale and shift).
+        lowpass: None keeps each tile's own frequencies after its scale and shift (measured best, see
+            BENCHMARKS.md). A Gaussian sigma in global-map pixels (2-4) instead takes the frequencies below it
+            from the global map: a guard for models whose crops disagree with the whole view beyond scale and
+            shift, at the price of the global pass's own noise.
         shift: offset (dy, dx) of the tile grid in pixels; a shifted grid should give the same depth.
         on_tile: called as on_tile(y, x, depth) with each aligned tile before blending, for inspection.
 
@@ -381,8 +428,9 @@ def tiled_predict(
     output = torch.zeros(height, width, dtype=torch.float32, device=chw.device)
     boxes = grid.boxes()
     tile_size = (grid.tile_height, grid.tile_width)
-    for start in range(0, len(boxes), batch_size):
-        chunk = boxes[start : start + batch_size]
+    per_call = max(1, min(batch_size, batch_size * model_size**2 // (tile_size[0] * tile_size[1])))
+    for start in range(0, len(boxes), per_call):
+        chunk = boxes[start : start + per_call]
         tiles = torch.stack([chw[:, y : y + tile_size[0], x : x + tile_size[1]] for y, x in chunk]).float()
         depth = _check_prediction(predict(tiles), len(chunk), tile_size).to(chw.device)
         del tiles
@@ -403,16 +451,22 @@ def _align_tiles(
     depth: torch.Tensor, target: torch.Tensor, pooled: tuple[int, int], *, scale_only: bool, lowpass: float | None
 ) -> torch.Tensor:
     """Fit tiles (N, h, w) to the global map sampled on a coarse grid (N, gh, gw); optionally take its lows."""
-    coarse = F.interpolate(depth[:, None], size=pooled, mode="area")[:, 0]
-    scale, shift, weight = _robust_fit(coarse, target, scale_only=scale_only, iterations=ROBUST_ITERATIONS)
-    scale, shift = scale.float()[:, None, None], shift.float()[:, None, None]
-    aligned = scale * depth + shift
+    coarse = F.interpolate(depth[:, None], size=pooled, mode="area")
+    fit_size = (min(pooled[0], FIT_GRID), min(pooled[1], FIT_GRID))
+    scale, shift, spread = _robust_fit(
+        F.interpolate(coarse, size=fit_size, mode="area").flatten(1),
+        F.interpolate(target[:, None], size=fit_size, mode="area").flatten(1),
+        scale_only=scale_only,
+        iterations=ROBUST_ITERATIONS,
+    )
+    scale, shift = scale.float()[:, None, None, None], shift.float()[:, None, None, None]
+    aligned = scale[:, 0] * depth + shift[:, 0]
     if lowpass is None:
         return aligned
-    # What the tile still disagrees with the global map about, smoothed with the robust weights so that a
-    # misplaced edge in the coarse global map does not bleed into the sharp tile (normalised convolution).
-    residual = (scale * coarse + shift - target)[:, None]
-    weight = weight.float().view_as(residual)
+    # What the tile still disagrees with the global map about, smoothed with robust weights so that an edge the
+    # coarse global map misplaces does not bleed into the sharp tile (normalised convolution).
+    residual = scale * coarse + shift - target[:, None]
+    weight = _cauchy(residual, spread)
     smooth = _gaussian_blur(weight * residual, lowpass) / _gaussian_blur(weight, lowpass).clamp_min(1e-6)
     correction = F.interpolate(smooth, size=depth.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     return aligned - correction

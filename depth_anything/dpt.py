@@ -18,9 +18,9 @@ class ResidualConvUnit(nn.Module):
         self.conv2 = nn.Conv2d(features, features, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(F.relu(x))
-        out = self.conv2(F.relu(out))
-        return out + x
+        out = self.conv1(F.relu(x))  # x itself is the skip: no in-place here
+        out = self.conv2(F.relu(out, inplace=True))
+        return out.add_(x)
 
 
 class FeatureFusionBlock(nn.Module):

@@ -15,13 +15,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import SwiGLUPacked
-from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer import Block, VisionTransformer
 
 from .configs import ENCODERS, EncoderConfig, Family, resolve_family
 from .dpt import DPTHead
 from .transforms import PATCH, ImageInput, normalize_for_model, processing_size, resize_prediction, to_image_list
 
 POS_GRID = 37  # DINOv2 stores position embeddings for a 37 x 37 patch grid (518 x 518 pixels)
+
+
+class LayerScaleBlock(Block):
+    """timm's pre-norm ViT block with the LayerScale multiply fused into the residual add (one pass less)."""
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        x = torch.addcmul(x, self.ls1.gamma, self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal))
+        return torch.addcmul(x, self.ls2.gamma, self.mlp(self.norm2(x)))
 
 
 class DinoV2Encoder(VisionTransformer):
@@ -40,6 +48,7 @@ class DinoV2Encoder(VisionTransformer):
             num_classes=0,
             dynamic_img_size=True,
             norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            block_fn=LayerScaleBlock,
             **mlp,
         )
         # Used only in DINOv2 training; kept so that official state dicts load strictly.

@@ -84,6 +84,8 @@ def _from_numpy(array: np.ndarray) -> torch.Tensor:
         array = array[:, :, None]
     if array.ndim != 3:
         raise ValueError(f"Expected an image of shape (H, W) or (H, W, C), got {tuple(array.shape)}.")
+    if not array.flags.writeable:  # PIL hands out read-only buffers; torch wants to own writable memory
+        array = array.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
     return _finish(tensor.to(torch.float32) / scale if scale != 1.0 else tensor.to(torch.float32))
 

@@ -1,0 +1,251 @@
+"""What a batch run reads: files, folders, list files and globs -> sources, and images -> arrays.
+
+Each source carries the path of its output relative to the output folder, so that the input folder structure
+is mirrored and two inputs never write the same file.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Raster formats worth walking a folder for (Pillow also opens .mpg, .eps, .h5 ... which are not photos).
+_RASTER = (
+    ".png .apng .jpg .jpeg .jpe .jfif .bmp .dib .tif .tiff .webp .gif .ppm .pgm .pbm .pnm .pfm .tga .qoi .avif "
+    ".jp2 .j2k .jpx .sgi .pcx .dds"
+).split()
+IMAGE_EXTENSIONS = frozenset(ext for ext in _RASTER if Image.registered_extensions().get(ext) in Image.OPEN)
+VIDEO_EXTENSIONS = frozenset(".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .wmv .flv .ts .mts .m2ts .3gp .ogv".split())
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file and its output path under --outdir, without the suffix (e.g. `trip/day1/IMG_0001`)."""
+
+    path: Path
+    relative: PurePath
+
+
+@dataclass
+class Discovery:
+    """The result of expanding the user's input arguments."""
+
+    sources: list[Source] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)  # files in a walked folder that are not of the wanted kind
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (what the user named, why it gives nothing)
+
+
+def _has_magic(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder a glob pattern starts from: `data/**/*.jpg` -> `data`."""
+    parts = []
+    for part in Path(pattern).parts:
+        if _has_magic(part):
+            break
+        parts.append(part)
+    root = Path(*parts) if parts else Path(".")
+    return root if root.is_dir() else root.parent
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    try:
+        path.resolve().relative_to(folder)
+    except ValueError:
+        return False
+    return True
+
+
+def _walk(folder: Path, exclude: Path | None) -> list[Path]:
+    """Files under `folder`, recursively, sorted by path; hidden entries and the output folder left out."""
+    files, visited = [], {folder.resolve()}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        here = Path(dirpath)
+        kept = []
+        for name in dirnames:
+            real = (here / name).resolve()
+            if not name.startswith(".") and not _inside(real, exclude) and real not in visited:
+                visited.add(real)  # a linked folder is walked once, and a link loop ends
+                kept.append(name)
+        dirnames[:] = kept
+        files.extend(here / name for name in filenames if not name.startswith("."))
+    return sorted(files, key=lambda path: path.relative_to(folder).parts)
+
+
+def _stem(path: Path) -> PurePath:
+    return PurePath(path.name).with_suffix("") if path.suffix else PurePath(path.name)
+
+
+def discover(
+    specs: Sequence[str],
+    extensions: frozenset[str],
+    *,
+    exclude: str | Path | None = None,
+) -> Discovery:
+    """Expand files, folders (recursively, sorted), `.txt` lists (one path per line) and globs into sources.
+
+    Files inside a walked folder or glob whose suffix is not in `extensions` are ignored (and listed in
+    `ignored`); a file named directly or in a list is always tried. `exclude` (the output folder) is never
+    walked, so that outputs written inside an input folder are not read back as inputs.
+
+    Example:
+        >>> found = discover(["photos", "more/*.jpg", "list.txt"], IMAGE_EXTENSIONS)  # doctest: +SKIP
+        >>> found.sources[0].relative  # doctest: +SKIP
+        PurePosixPath('holiday/IMG_0001')
+    """
+    exclude_dir = Path(exclude).resolve() if exclude is not None else None
+    found = Discovery()
+
+    def add_folder(folder: Path) -> None:
+        for path in _walk(folder, exclude_dir):
+            if path.suffix.lower() in extensions:
+                found.sources.append(Source(path, path.relative_to(folder).with_suffix("")))
+            else:
+                found.ignored.append(path)
+
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            add_folder(path)
+        elif path.is_file() and path.suffix.lower() == ".txt":
+            _add_list(path, found, add_folder)
+        elif path.is_file():
+            found.sources.append(Source(path, _stem(path)))
+        elif _has_magic(spec):
+            root = _glob_root(spec)
+            matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True))
+            files = [p for p in matches if p.is_file() and not _inside(p, exclude_dir)]
+            if not files:
+                found.missing.append((spec, "the pattern matches no file"))
+            for match in files:
+                if match.suffix.lower() in extensions:
+                    found.sources.append(Source(match, match.relative_to(root).with_suffix("")))
+                else:
+                    found.ignored.append(match)
+        else:
+            found.missing.append((spec, "no such file or folder"))
+    found.sources = _unique_outputs(found.sources)
+    return found
+
+
+def _add_list(list_file: Path, found: Discovery, add_folder) -> None:
+    """Entries of a list file: relative paths are taken from the current folder, as the official run.py does,
+    or else from the list file's own folder."""
+    files = []
+    for line in list_file.read_text(encoding="utf-8-sig").splitlines():
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        path = Path(entry).expanduser()
+        if not path.is_absolute() and not path.exists() and (list_file.parent / path).exists():
+            path = list_file.parent / path
+        if path.is_dir():
+            add_folder(path)
+        elif path.is_file():
+            files.append(path)
+        else:
+            found.missing.append((entry, f"listed in {list_file} but not found"))
+    if files:
+        # Mirror the listed files below their deepest common folder.
+        root = Path(os.path.commonpath([str(p.resolve().parent) for p in files]))
+        for path in files:
+            found.sources.append(Source(path, path.resolve().relative_to(root).with_suffix("")))
+
+
+def _unique_outputs(sources: list[Source]) -> list[Source]:
+    """Give inputs that would share an output (photo.jpg and photo.png) names that keep their suffix.
+
+    Duplicate paths (the same file named twice) are kept once.
+    """
+    seen_paths: set[Path] = set()
+    unique = []
+    for source in sources:
+        key = source.path.resolve()
+        if key not in seen_paths:
+            seen_paths.add(key)
+            unique.append(source)
+
+    def key_of(relative: PurePath) -> str:
+        return str(relative).casefold()  # case-insensitive file systems collide on case too
+
+    counts: dict[str, int] = {}
+    for source in unique:
+        counts[key_of(source.relative)] = counts.get(key_of(source.relative), 0) + 1
+    taken = {key_of(s.relative) for s in unique if counts[key_of(s.relative)] == 1}
+    result = []
+    for source in unique:
+        relative = source.relative
+        if counts[key_of(relative)] > 1:
+            base = relative.with_name(f"{relative.name}_{source.path.suffix.lstrip('.').lower() or 'file'}")
+            relative, n = base, 1
+            while key_of(relative) in taken:
+                n += 1
+                relative = base.with_name(f"{base.name}_{n}")
+            taken.add(key_of(relative))
+        result.append(Source(source.path, relative))
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+class UnreadableImageError(ValueError):
+    """An input file that is not a readable image."""
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file -> numpy array for `DepthAnything.infer`, EXIF orientation applied.
+
+    8-bit images come back as uint8 (H, W) or (H, W, 3); 16-bit ones as uint16 (H, W), so their extra bits
+    reach the model; float images (e.g. 32-bit TIFF) as float32 (H, W). Alpha is dropped.
+
+    Raises:
+        UnreadableImageError: the file is missing, not an image, truncated or corrupt.
+    """
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)  # as cv2.imread does in the official scripts
+            image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise UnreadableImageError(f"cannot read image ({reason})") from exc
+    if image.width == 0 or image.height == 0:
+        raise UnreadableImageError(f"image has an empty side ({image.width}x{image.height})")
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        array = np.array(image)
+        if array.dtype != np.uint16:
+            if array.min() < 0 or array.max() > 65535:
+                raise UnreadableImageError(f"32-bit integer image with values outside 0..65535 ({mode})")
+            array = array.astype(np.uint16)
+        return array
+    if mode == "F":
+        return np.array(image, dtype=np.float32)
+    if mode in ("L", "RGB"):
+        return np.array(image)
+    if mode in ("1", "LA", "La"):
+        return np.array(image.convert("L"))
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return np.array(image.convert("RGB"))
+
+
+def preview_rgb(array: np.ndarray) -> np.ndarray:
+    """An array from `read_image` -> uint8 (H, W, 3) RGB, as shown left of the depth in side-by-side output."""
+    if array.dtype == np.uint16:
+        array = np.round(array / 257.0).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        array = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(array)

@@ -1,0 +1,310 @@
+"""The image job: read -> depth -> write, with reading and writing in background threads.
+
+The same code runs in the local engine (one process) and inside each Ray worker. Reading runs ahead of the
+model through a bounded window, rendering / PNG encoding / writing run behind it in a bounded pool, so the
+model rarely waits for the disk and memory stays bounded.
+
+Without tiling, the official pre-processing (resize so the short side is `input_size`, ImageNet normalisation)
+runs in the reading threads and the upsampling of the prediction in the writing threads, and images are
+batched by the size the network sees: photos of one aspect ratio share a batch whatever their resolution
+(640x480 and 4000x3000 both become 518x686). Each image gets exactly the computation `DepthAnything.infer`
+gives it; only the batching differs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..transforms import normalize_for_model, processing_size, resize_prediction, to_image_list
+from .inputs import preview_rgb, read_image
+from .outputs import QuantizedDepth, RenderOptions, output_array, render, save, write_atomic
+
+STORE_FOLDER = ".depth-anything-store"  # quantized depth kept between the two passes of --normalize batch
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How depth is computed; passed unchanged to every worker."""
+
+    input_size: int = 518
+    max_size: int | None = None
+    batch_size: int = 4
+    tiled: str = "off"  # "off" | "on" | "auto"
+    tile: int | None = None
+    overlap: int | None = None
+
+    def infer_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(input_size=self.input_size, max_size=self.max_size)
+        if self.tiled != "off":  # only tiling-aware versions of infer know these keywords
+            kwargs.update(tiled=True if self.tiled == "on" else "auto", tile=self.tile, overlap=self.overlap)
+        return kwargs
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What each worker needs to load the model itself (picklable, unlike the model)."""
+
+    checkpoint: str
+    family: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+
+    def load(self):
+        from ..model import DepthAnything
+
+        return DepthAnything.from_pretrained(self.checkpoint, family=self.family, device=self.device, dtype=self.dtype)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One image to process: its source, its final output, and (two-pass runs) where its depth is stored."""
+
+    source: Path
+    output: Path
+    store: Path | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    task: Task
+    error: str | None = None  # None: written
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def each_alone_on_failure(run: Callable[[list], list], items: Sequence) -> list:
+    """run(items), one result per item; when the batch fails, each item is retried alone so that one bad input
+    (or a batch too large for memory) fails only itself, its result being the exception."""
+    try:
+        return list(run(list(items)))
+    except Exception as exc:  # noqa: BLE001 - reported per item below
+        if len(items) == 1:
+            return [exc]
+    results: list = []
+    for item in items:
+        results.extend(each_alone_on_failure(run, [item]))
+    return results
+
+
+def predict(model, arrays: Sequence[np.ndarray], settings: InferenceSettings) -> list[torch.Tensor | Exception]:
+    """Depth at full size for same-size images through `DepthAnything.infer` (tiled or not)."""
+
+    def run(batch: list[np.ndarray]) -> list[torch.Tensor]:
+        return list(model.infer(batch, batch_size=settings.batch_size, **settings.infer_kwargs()))
+
+    return each_alone_on_failure(run, arrays)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) < 500 else text[:500] + "..."
+
+
+def run_tasks(
+    tasks: Iterable[Task],
+    load: Callable[[Task], tuple[Any, Any]],
+    compute: Callable[[list[Any]], list[Any]] | None,
+    finish: Callable[[Task, Any, Any], None],
+    *,
+    batch_size: int,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    readers: int = 2,
+    writers: int = 2,
+) -> list[Outcome]:
+    """Run `load` (threads) -> `compute` (this thread, batched by key) -> `finish` (threads) over tasks.
+
+    `load(task)` returns (group key, payload); payloads with equal keys are computed together, up to
+    `batch_size` at a time. `compute(payloads)` returns one result (or Exception) per payload; None passes the
+    payloads through. Errors anywhere fail only that task. Outcomes come back in completion order.
+    """
+    outcomes: list[Outcome] = []
+    lock = threading.Lock()
+    read_ahead = batch_size + 2 * readers  # images decoded ahead of the model
+    window = 4 * batch_size  # decoded images waiting for others of their size before a part-full batch runs
+    write_slots = threading.BoundedSemaphore(2 * batch_size + writers)  # images rendered behind it
+
+    def record(outcome: Outcome) -> None:
+        with lock:
+            outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    def finish_one(task: Task, payload: Any, result: Any) -> None:
+        try:
+            finish(task, payload, result)
+        except Exception as exc:  # noqa: BLE001 - a failed write fails this task only
+            record(Outcome(task, f"cannot write {task.output}: {_describe(exc)}"))
+        else:
+            record(Outcome(task))
+        finally:
+            write_slots.release()
+
+    with ThreadPoolExecutor(readers, thread_name_prefix="read") as read_pool, ThreadPoolExecutor(
+        writers, thread_name_prefix="write"
+    ) as write_pool:
+        pending_writes: list[Future] = []
+
+        def run_group(group: list[tuple[Task, Any]]) -> None:
+            payloads = [payload for _, payload in group]
+            if compute is None:
+                results = payloads
+            else:
+                try:
+                    results = compute(payloads)
+                except Exception as exc:  # noqa: BLE001
+                    results = [exc] * len(payloads)
+            for (task, payload), result in zip(group, results):
+                if isinstance(result, Exception):
+                    record(Outcome(task, f"depth failed: {_describe(result)}"))
+                    continue
+                write_slots.acquire()  # blocks while the writers are behind: bounded memory
+                pending_writes.append(write_pool.submit(finish_one, task, payload, result))
+            if len(pending_writes) > 1024:  # long runs: keep only the writes still in flight
+                pending_writes[:] = [f for f in pending_writes if not f.done()]
+
+        groups: dict[Any, list[tuple[Task, Any]]] = {}
+        waiting = 0
+        try:
+            for task, future in _read_ahead(read_pool, load, tasks, read_ahead):
+                try:
+                    key, payload = future.result()
+                except Exception as exc:  # noqa: BLE001 - unreadable input: report, go on
+                    record(Outcome(task, _describe(exc)))
+                    continue
+                group = groups.setdefault(key, [])
+                group.append((task, payload))
+                waiting += 1
+                if len(group) >= batch_size:
+                    waiting -= len(groups.pop(key))
+                    run_group(group)
+                elif waiting >= window:
+                    # Many sizes in flight: run the fullest group rather than hold more images in memory.
+                    fullest = max(groups, key=lambda k: len(groups[k]))
+                    waiting -= len(groups[fullest])
+                    run_group(groups.pop(fullest))
+            for key in list(groups):
+                run_group(groups.pop(key))
+        finally:
+            for future in pending_writes:
+                future.exception()  # wait; errors were recorded in finish_one
+    return outcomes
+
+
+def _read_ahead(pool: ThreadPoolExecutor, load, tasks: Iterable[Task], window: int) -> Iterator[tuple[Task, Future]]:
+    """(task, future of load(task)) in task order, with at most `window` loads submitted ahead."""
+    queue: deque[tuple[Task, Future]] = deque()
+    iterator = iter(tasks)
+    try:
+        for task in iterator:
+            queue.append((task, pool.submit(load, task)))
+            if len(queue) >= window:
+                yield queue.popleft()
+        while queue:
+            yield queue.popleft()
+    finally:
+        for _, future in queue:
+            future.cancel()
+
+
+# ------------------------------------------------------------------------------------------- the image job
+
+
+@dataclass
+class _Loaded:
+    """A decoded image on its way through the job."""
+
+    array: np.ndarray | None  # as read; kept for side-by-side output and for tiling
+    network_input: torch.Tensor | None  # normalised (3, h, w) at the network size; None when tiling
+    size: tuple[int, int]  # (H, W) the depth is returned at
+
+
+class ImageJob:
+    """Depth for image tasks with one loaded model: the unit of work of both engines.
+
+    Example:
+        >>> job = ImageJob(model, InferenceSettings(input_size=518), RenderOptions())  # doctest: +SKIP
+        >>> outcomes = job.run([Task(Path("in.jpg"), Path("out/in.png"))])  # doctest: +SKIP
+    """
+
+    def __init__(self, model, settings: InferenceSettings, options: RenderOptions):
+        self.model = model
+        self.settings = settings
+        self.options = options
+
+    def _load(self, task: Task) -> tuple[tuple, _Loaded]:
+        array = read_image(task.source)
+        if self.settings.tiled != "off":  # the tiling engine takes whole images, grouped by their size
+            return ("image", *array.shape[:2]), _Loaded(array, None, array.shape[:2])
+        image = to_image_list(array)[0]
+        net_size = processing_size(*image.shape[-2:], self.settings.input_size, self.settings.max_size)
+        network_input = normalize_for_model(image[None], net_size)[0]
+        keep = array if self.options.needs_image else None  # the side-by-side picture shows it
+        return ("network", *net_size), _Loaded(keep, network_input, array.shape[:2])
+
+    def _compute(self, loaded: list[_Loaded]) -> list[torch.Tensor | Exception]:
+        if loaded[0].network_input is None:
+            return predict(self.model, [item.array for item in loaded], self.settings)
+
+        @torch.inference_mode()
+        def run(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+            # `_predict` is the network step of `infer`, with its fp16-overflow retry in float32
+            return list(self.model._predict(torch.stack(inputs).to(self.model.device)).cpu())
+
+        return each_alone_on_failure(run, [item.network_input for item in loaded])
+
+    @staticmethod
+    def _full_size(loaded: _Loaded, prediction: torch.Tensor) -> torch.Tensor:
+        return resize_prediction(prediction[None], loaded.size)[0]  # no-op when already full size (tiled)
+
+    def _write_output(self, task: Task, loaded: _Loaded, prediction: torch.Tensor) -> None:
+        image = preview_rgb(loaded.array) if self.options.needs_image else None
+        save(task.output, output_array(self._full_size(loaded, prediction), image, self.options))
+
+    def _write_store(self, task: Task, loaded: _Loaded, prediction: torch.Tensor) -> None:
+        stored = QuantizedDepth.from_depth(self._full_size(loaded, prediction), self.options.metric)
+        write_atomic(task.store, stored.save)
+
+    def run(self, tasks: Iterable[Task], *, store: bool = False, on_outcome=None) -> list[Outcome]:
+        """Compute depth for `tasks` and write their outputs (or, with `store`, their stored depth)."""
+        finish = self._write_store if store else self._write_output
+        return run_tasks(
+            tasks, self._load, self._compute, finish, batch_size=self.settings.batch_size, on_outcome=on_outcome
+        )
+
+
+def render_stored(
+    tasks: Iterable[Task], options: RenderOptions, value_range: tuple[float, float], *, on_outcome=None
+) -> list[Outcome]:
+    """Second pass of a shared-range run: stored depth -> outputs over `value_range`, no model needed."""
+
+    def load(task: Task) -> tuple[None, tuple[QuantizedDepth, np.ndarray | None]]:
+        stored = QuantizedDepth.load(task.store)
+        image = preview_rgb(read_image(task.source)) if options.needs_image else None
+        return None, (stored, image)
+
+    def finish(task: Task, payload, _result) -> None:
+        stored, image = payload
+        save(task.output, render(stored.unit(*value_range), image, options))
+
+    return run_tasks(tasks, load, None, finish, batch_size=8, on_outcome=on_outcome)
+
+
+def stored_range(paths: Iterable[Path]) -> tuple[float, float]:
+    """The range shared by all stored depth maps."""
+    low, high = float("inf"), float("-inf")
+    for path in paths:
+        with np.load(path) as data:
+            a, b = data["range"].tolist()
+        low, high = min(low, a), max(high, b)
+    return low, high

@@ -1,0 +1,461 @@
+"""`depth-anything`: batch depth maps from images, folders, lists, globs and videos.
+
+Keeps the official run.py / run_video.py flags (--encoder, --img-path, --video-path, --outdir, --input-size,
+--pred-only, --grayscale) and their default output, and adds formats, normalization, tiling, resuming and
+Ray scale-out. Run `depth-anything --help` for every option with an example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .batch.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Discovery, Source, discover
+from .batch.outputs import FORMATS, RenderOptions, SettingsMismatchError, check_settings, remove_stale_partials
+from .batch.pipeline import STORE_FOLDER, InferenceSettings, ModelSpec, Outcome, Task, stored_range
+from .configs import ENCODERS, resolve_family
+from .loading import CheckpointError, ModelNotAvailableError, family_from_name, resolve_source
+from .postprocess import COLORMAPS, NORMALIZE_MODES
+
+EXIT_FAILED = 1  # some inputs failed; everything else was written
+EXIT_USAGE = 2  # nothing was done: bad options, model not loadable, output folder in use with other settings
+
+EXAMPLES = """\
+examples:
+  # official run.py usage: image | gap | colour depth, side by side, into ./vis_depth
+  depth-anything --encoder vits --img-path photos/ --outdir depth/
+
+  # conditioning images for a depth ControlNet: 16-bit grayscale depth only, tiled for large photos
+  depth-anything --checkpoint depth_anything_v2_vitl --img-path 'shots/**/*.jpg' --outdir cond/ \\
+      --format png16 --tiled auto
+
+  # a video, depth only, one depth range for the whole clip (no flicker)
+  depth-anything --video-path clip.mp4 --outdir out/ --pred-only
+
+  # the same job on Ray: 4 workers with a GPU each on a running cluster
+  depth-anything --img-path /shared/photos --outdir /shared/depth --engine ray --address auto \\
+      --workers 4 --gpus-per-worker 1
+
+An interrupted run resumes: run the same command again; finished outputs are skipped (--overwrite redoes them).
+Exit status: 0 all written, 1 some inputs failed (listed at the end), 2 nothing done (bad options or model).
+"""
+
+
+class UsageError(ValueError):
+    """Options that cannot work together, or a model that cannot be loaded."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="depth-anything",
+        description="Depth maps with Depth Anything v1 / v2 / v2-metric from images, folders, lists, globs and "
+        "videos. Flags of the official run.py / run_video.py work unchanged.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inputs = parser.add_argument_group("inputs and outputs")
+    inputs.add_argument(
+        "--img-path", nargs="+", metavar="PATH", default=[],
+        help="image file, folder (walked recursively, sorted; non-images skipped), .txt list (one path per line) "
+        "or quoted glob; several allowed. E.g. --img-path photos/ or --img-path list.txt 'extra/**/*.png'",
+    )
+    inputs.add_argument(
+        "--video-path", nargs="+", metavar="PATH", default=[],
+        help="video file, folder, .txt list or glob; each video becomes an .mp4 at the same frame rate. "
+        "E.g. --video-path clips/",
+    )
+    inputs.add_argument(
+        "--outdir", metavar="DIR",
+        help="output folder; input folder structure is mirrored inside it (default ./vis_depth, or "
+        "./vis_video_depth for videos only, as the official scripts). E.g. --outdir depth/",
+    )
+    inputs.add_argument(
+        "--overwrite", action="store_true",
+        help="redo outputs that already exist (default: skip them, so an interrupted run resumes). "
+        "E.g. --overwrite",
+    )
+
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--encoder", choices=list(ENCODERS),
+        help="model size; picks the official checkpoint when --checkpoint is not given (default vitl, as "
+        "run.py; a local checkpoints/<name>.pth as the official scripts use is found too). E.g. --encoder vits",
+    )
+    model.add_argument(
+        "--checkpoint", metavar="PATH|NAME",
+        help="official .pth, .safetensors repack, transformers folder, or a known name (downloaded once). "
+        "Default: the official v2 model for --encoder. E.g. --checkpoint depth_anything_v2_vitb or "
+        "--checkpoint ~/models/depth_anything_v2_vitl_fp16.safetensors",
+    )
+    model.add_argument(
+        "--family", metavar="NAME",
+        help="v1, v2, metric_indoor or metric_outdoor; needed when the checkpoint's file name does not tell (v1 "
+        "and v2 weights look identical). E.g. --family v1",
+    )
+    model.add_argument(
+        "--input-size", type=int, default=518, metavar="N",
+        help="short side the network sees, a multiple of 14 (default 518). E.g. --input-size 700",
+    )
+    model.add_argument(
+        "--max-size", type=int, metavar="N",
+        help="cap on the long side the network sees, so thin panoramas do not run out of memory "
+        "(default 3 x input size). E.g. --max-size 2072",
+    )
+    model.add_argument(
+        "--tiled", choices=("auto", "on", "off"), default="off",
+        help="tiled high-resolution depth without seams: on, off, or auto (only for images much larger than "
+        "the input size). Default off. E.g. --tiled auto",
+    )
+    model.add_argument("--tile", type=int, metavar="N", help="tile size in pixels with --tiled (default: chosen "
+                       "from the input size). E.g. --tile 1036")
+    model.add_argument("--overlap", type=int, metavar="N", help="overlap between tiles in pixels with --tiled "
+                       "(default: chosen from the tile). E.g. --overlap 256")
+
+    look = parser.add_argument_group("output format")
+    look.add_argument(
+        "--format", choices=FORMATS,
+        help="side-by-side: image | 50 px gap | depth (default, as run.py); png8: depth only; png16: 16-bit "
+        "grayscale depth (65536 levels, for ControlNet training); npy: raw float32 depth (disparity, or metres "
+        "for metric models). E.g. --format png16",
+    )
+    look.add_argument("--pred-only", action="store_true",
+                      help="save the depth alone, as run.py --pred-only (same as --format png8). E.g. --pred-only")
+    look.add_argument("--grayscale", action="store_true",
+                      help="gray depth instead of the colour map, as run.py --grayscale. E.g. --grayscale")
+    look.add_argument(
+        "--colormap", choices=[c for c in COLORMAPS if c != "grayscale"],
+        help="colour map for png8 / side-by-side / video (default Spectral_r for v2 and metric, inferno for v1, "
+        "as the official scripts). E.g. --colormap turbo",
+    )
+    look.add_argument(
+        "--normalize", choices=NORMALIZE_MODES,
+        help="per_image: each map's own min..max (default for images, as run.py); batch: one range for the whole "
+        "run or clip (default for videos: no flicker); percentile: each map's 2nd..98th percentile, robust to "
+        "outliers. E.g. --normalize batch",
+    )
+
+    run = parser.add_argument_group("running")
+    run.add_argument("--batch-size", type=int, default=4, metavar="N",
+                     help="same-size images (or video frames) per forward pass (default 4). E.g. --batch-size 16")
+    run.add_argument("--device", metavar="DEVICE",
+                     help="cuda, cuda:1, mps or cpu (default: the best available). E.g. --device cuda:1")
+    run.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                     help="weights precision (default: fp16 on GPU, fp32 on CPU). E.g. --dtype bf16")
+    run.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local: this process; ray: Ray Data workers, each with its own model, reading and writing "
+                     "the same paths (shared storage on a cluster). E.g. --engine ray")
+    run.add_argument("--address", metavar="ADDR",
+                     help="Ray cluster to join with --engine ray (default: start a small local one). "
+                     "E.g. --address auto or --address ray://head:10001")
+    run.add_argument("--workers", type=int, default=2, metavar="N",
+                     help="Ray workers, each loading the model once (default 2). E.g. --workers 8")
+    run.add_argument("--cpus-per-worker", type=float, default=1, metavar="N",
+                     help="CPUs reserved per Ray worker, also its torch threads (default 1). E.g. --cpus-per-worker 4")
+    run.add_argument("--gpus-per-worker", type=float, default=0, metavar="N",
+                     help="GPUs per Ray worker; fractions share a GPU (default 0). E.g. --gpus-per-worker 0.5")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes, only the summary. E.g. -q")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------ options
+
+
+def _default_checkpoint(encoder: str, family: str | None) -> str:
+    """The official model for an encoder; a copy where the official scripts keep it (checkpoints/) wins."""
+    names = {
+        "v1": f"depth_anything_{encoder}14",
+        "v2": f"depth_anything_v2_{encoder}",
+        "metric_indoor": f"depth_anything_v2_metric_hypersim_{encoder}",
+        "metric_outdoor": f"depth_anything_v2_metric_vkitti_{encoder}",
+    }
+    name = names[resolve_family(family).name if family else "v2"]
+    local = Path("checkpoints") / f"{name}.pth"
+    return str(local) if local.is_file() else name
+
+
+def _model_spec(args) -> ModelSpec:
+    if args.family:
+        try:
+            resolve_family(args.family)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    checkpoint = args.checkpoint or _default_checkpoint(args.encoder or "vitl", args.family)
+    try:
+        path, registry_family = resolve_source(checkpoint)
+    except (FileNotFoundError, ModelNotAvailableError) as exc:
+        hint = "" if args.checkpoint else (
+            " Or give --checkpoint PATH, or keep the file in ./checkpoints/ as the official scripts do."
+        )
+        raise UsageError(f"{exc}{hint}") from exc
+    family = args.family or registry_family
+    if family is None and path.is_file():
+        family = family_from_name(path.name)  # keep the name's family: `path` may be a cached copy
+    dtype = None if args.dtype == "auto" else args.dtype
+    return ModelSpec(str(path), family, args.device, dtype)
+
+
+def _check_options(args) -> None:
+    if not args.img_path and not args.video_path:
+        raise UsageError("give --img-path and/or --video-path (see --help for examples)")
+    if args.input_size < 14 or args.input_size % 14:
+        raise UsageError(f"--input-size must be a positive multiple of 14 (e.g. 518), got {args.input_size}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.pred_only and args.format == "side-by-side":
+        raise UsageError("--pred-only saves depth alone; it contradicts --format side-by-side")
+    if args.grayscale and args.colormap:
+        raise UsageError("--grayscale and --colormap contradict each other; give one")
+    fmt = _image_format(args)
+    if fmt in ("png16", "npy") and (args.colormap or args.grayscale):
+        raise UsageError(f"--format {fmt} is not coloured; --colormap / --grayscale apply to png8 and side-by-side")
+    if fmt == "npy" and args.normalize:
+        raise UsageError("--format npy keeps the raw depth; --normalize applies to the picture formats")
+    if args.video_path and args.format in ("png16", "npy"):
+        raise UsageError(f"video output is side-by-side or depth only (--pred-only), not --format {args.format}")
+    if args.tiled == "off" and (args.tile or args.overlap):
+        raise UsageError("--tile / --overlap apply with --tiled on or --tiled auto")
+    if args.engine != "ray" and args.address:
+        raise UsageError("--address is for --engine ray")
+    if args.workers < 1 or args.cpus_per_worker <= 0 or args.gpus_per_worker < 0:
+        raise UsageError("--workers must be at least 1, --cpus-per-worker positive, --gpus-per-worker >= 0")
+
+
+def _image_format(args) -> str:
+    return args.format or ("png8" if args.pred_only else "side-by-side")
+
+
+def _inference_settings(args) -> InferenceSettings:
+    if args.tiled != "off":
+        from .tiling import tile_grid
+
+        try:  # the same checks every image would fail, made once up front
+            tile_grid(4096, 4096, tile=args.tile, overlap=args.overlap, model_size=args.input_size)
+        except ValueError as exc:
+            raise UsageError(f"--tile / --overlap: {exc}") from exc
+    return InferenceSettings(args.input_size, args.max_size, args.batch_size, args.tiled, args.tile, args.overlap)
+
+
+# -------------------------------------------------------------------------------------------------- report
+
+
+@dataclass
+class Report:
+    """What a run did, for the summary and the exit status."""
+
+    written: int = 0
+    skipped: int = 0
+    ignored: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            if outcome.ok:
+                self.written += 1
+            else:
+                self.failed.append((str(outcome.task.source), outcome.error))
+
+    def summary(self) -> str:
+        lines = [f"{self.written} written, {self.skipped} already done (skipped; --overwrite redoes them), "
+                 f"{len(self.failed)} failed, {len(self.ignored)} other files ignored."]
+        if self.failed:
+            lines.append("Failed:")
+            lines.extend(f"  {source}: {reason}" for source, reason in self.failed)
+        return "\n".join(lines)
+
+
+class _Progress:
+    """A tqdm bar counting finished items (images/s or frames/s), thread-safe, off with --quiet."""
+
+    def __init__(self, total: int | None, unit: str, desc: str, quiet: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit=unit, desc=desc, disable=quiet, file=sys.stderr, dynamic_ncols=True,
+                        smoothing=0.1)
+
+    def __call__(self, _outcome=None) -> None:
+        self.bar.update(1)
+
+    def frames(self, count: int) -> None:
+        self.bar.update(count)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _note(args, message: str) -> None:
+    if not args.quiet:
+        print(f"note: {message}", file=sys.stderr)
+
+
+def _note_ignored(args, found: Discovery, kind: str) -> None:
+    if found.ignored:
+        shown = ", ".join(str(p) for p in found.ignored[:5]) + (", ..." if len(found.ignored) > 5 else "")
+        _note(args, f"skipped {len(found.ignored)} file(s) that are not {kind}: {shown}")
+
+
+# ----------------------------------------------------------------------------------------------------- run
+
+
+def _tasks(sources: Sequence[Source], outdir: Path, suffix: str, store: bool = False) -> list[Task]:
+    tasks = []
+    for source in sources:
+        output = outdir / source.relative.with_name(source.relative.name + suffix)
+        kept = outdir / STORE_FOLDER / source.relative.with_name(source.relative.name + ".npz") if store else None
+        tasks.append(Task(source.path, output, kept))
+    return tasks
+
+
+def _run_images(args, engine, sources: Sequence[Source], outdir: Path, options: RenderOptions, report: Report) -> None:
+    tasks = _tasks(sources, outdir, options.suffix, store=options.two_pass)
+    todo = [t for t in tasks if args.overwrite or not t.output.exists()]
+    report.skipped += len(tasks) - len(todo)
+    folders = {t.output.parent for t in todo} | {t.store.parent for t in todo if t.store is not None}
+    removed = remove_stale_partials(folders)
+    if removed:
+        _note(args, f"removed {removed} unfinished temporary file(s) of an interrupted run")
+    if not todo:
+        return
+    if not options.two_pass:
+        progress = _Progress(len(todo), "img", "depth", args.quiet)
+        try:
+            report.add(engine.images(todo, options, on_outcome=progress))
+        finally:
+            progress.close()
+        return
+
+    # One range for all: every image's depth (finished ones too, for the range) is stored first.
+    store_root = outdir / STORE_FOLDER
+    if args.overwrite and store_root.exists():
+        shutil.rmtree(store_root)
+    need_depth = [t for t in tasks if not t.store.exists()]
+    progress = _Progress(len(need_depth), "img", "depth 1/2", args.quiet)
+    try:
+        first = engine.images(need_depth, options, store=True, on_outcome=progress)
+    finally:
+        progress.close()
+    failed = {o.task for o in first if not o.ok}
+    report.add([o for o in first if not o.ok])
+    stored = [t for t in tasks if t not in failed and t.store.exists()]
+    if not stored:
+        return
+    value_range = stored_range(t.store for t in stored)
+    ready = [t for t in todo if t not in failed]
+    progress = _Progress(len(ready), "img", "write 2/2", args.quiet)
+    try:
+        second = engine.render_stored(ready, options, value_range, on_outcome=progress)
+    finally:
+        progress.close()
+    report.add(second)
+    if all(o.ok for o in second):  # every readable input has its output: the stored depth has done its job
+        shutil.rmtree(store_root, ignore_errors=True)
+
+
+def _run_videos(args, engine, sources: Sequence[Source], outdir: Path, options: RenderOptions, report: Report) -> None:
+    tasks = _tasks(sources, outdir, ".mp4")
+    todo = [t for t in tasks if args.overwrite or not t.output.exists()]
+    report.skipped += len(tasks) - len(todo)
+    remove_stale_partials({t.output.parent for t in todo})
+    from .batch.video import frame_count
+
+    for number, task in enumerate(todo, 1):
+        progress = _Progress(frame_count(task.source), "frame", f"video {number}/{len(todo)}", args.quiet)
+        try:
+            report.add(engine.videos([task], options, progress=progress.frames))
+        finally:
+            progress.close()
+
+
+def _make_engine(args, spec: ModelSpec, settings: InferenceSettings):
+    from .batch.engines import LocalEngine, RayEngine
+
+    try:
+        if args.engine == "ray":
+            # Load once here too: a bad checkpoint is reported once, not by every worker.
+            probe = LocalEngine(ModelSpec(spec.checkpoint, spec.family, "cpu", "fp32"), settings)
+            family, encoder = probe.model.family, probe.model.encoder
+            del probe
+            engine = RayEngine(spec, settings, address=args.address, workers=args.workers,
+                               cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
+        else:
+            engine = LocalEngine(spec, settings)
+            family, encoder = engine.model.family, engine.model.encoder
+    except (CheckpointError, ModelNotAvailableError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from exc
+    except (ValueError, RuntimeError, AssertionError, ConnectionError) as exc:
+        # e.g. --device cuda without a GPU, an unknown --dtype, a Ray address that does not answer
+        where = f"Ray at {args.address}" if args.engine == "ray" and args.address else f"device {args.device or 'auto'}"
+        raise UsageError(f"cannot start the model on {where}: {exc}") from exc
+    if args.encoder and args.checkpoint and args.encoder != encoder:
+        engine.close()
+        raise UsageError(f"--encoder {args.encoder} but {args.checkpoint} is a {encoder} model; drop one of them")
+    return engine, family, encoder
+
+
+def run(args) -> int:
+    """Run a parsed command line; returns the exit status."""
+    _check_options(args)
+    settings = _inference_settings(args)
+    outdir = Path(args.outdir or ("./vis_depth" if args.img_path else "./vis_video_depth")).expanduser()
+    images = discover(args.img_path, IMAGE_EXTENSIONS, exclude=outdir) if args.img_path else Discovery()
+    videos = discover(args.video_path, VIDEO_EXTENSIONS, exclude=outdir) if args.video_path else Discovery()
+
+    report = Report(ignored=images.ignored + videos.ignored)
+    report.failed.extend(images.missing + videos.missing)
+    _note_ignored(args, images, "images")
+    _note_ignored(args, videos, "videos")
+    if not images.sources and not videos.sources:
+        report.failed.append((" ".join(args.img_path + args.video_path), "found no input to process"))
+        print(report.summary())
+        return EXIT_FAILED
+
+    spec = _model_spec(args)
+    engine, family, encoder = _make_engine(args, spec, settings)
+    try:
+        official_colormap = "inferno" if family.name == "v1" else "Spectral_r"
+        colormap = "grayscale" if args.grayscale else args.colormap or official_colormap
+        image_options = RenderOptions(_image_format(args), colormap, args.normalize or "per_image", family.is_metric)
+        video_options = RenderOptions("png8" if args.pred_only or args.format == "png8" else "side-by-side",
+                                      colormap, args.normalize or "batch", family.is_metric)
+        model_record = dict(checkpoint=Path(spec.checkpoint).name, family=family.name, encoder=encoder,
+                            input_size=settings.input_size, max_size=settings.max_size, tiled=settings.tiled,
+                            tile=settings.tile, overlap=settings.overlap)
+        kinds = {}
+        if images.sources:
+            kinds["images"] = {**vars(image_options), **model_record}
+        if videos.sources:
+            kinds["videos"] = {**vars(video_options), **model_record}
+        try:
+            check_settings(outdir, kinds, args.overwrite)
+        except SettingsMismatchError as exc:
+            raise UsageError(str(exc)) from exc
+
+        if images.sources:
+            _run_images(args, engine, images.sources, outdir, image_options, report)
+        if videos.sources:
+            _run_videos(args, engine, videos.sources, outdir, video_options, report)
+    finally:
+        engine.close()
+    print(report.summary())
+    return EXIT_FAILED if report.failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `depth-anything` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as exc:
+        print(f"depth-anything: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished outputs are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

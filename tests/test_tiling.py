@@ -91,12 +91,6 @@ def cover(grid) -> torch.Tensor:
     return total
 
 
-@pytest.fixture(scope="module")
-def vits_model(tmp_path_factory) -> DepthAnything:
-    path = write_checkpoint(tmp_path_factory.mktemp("ckpt") / "depth_anything_v2_vits.pth")
-    return DepthAnything.from_pretrained(path, device="cpu")
-
-
 # --------------------------------------------------------------------------------------------- alignment
 
 
@@ -315,34 +309,34 @@ def test_bad_images_and_bad_predictions_give_clear_errors():
 # --------------------------------------------------------------------------------------------- infer(tiled=...)
 
 
-def test_infer_tiled_returns_finite_depth_of_the_right_shape(vits_model):
+def test_infer_tiled_returns_finite_depth_of_the_right_shape(v2_vits):
     images = torch.rand(2, 101, 131, 3, generator=torch.Generator().manual_seed(7))
     seen = []
-    depth = vits_model.infer(images, input_size=56, tiled=True, progress=lambda d, t: seen.append((d, t)))
+    depth = v2_vits.infer(images, input_size=56, tiled=True, progress=lambda d, t: seen.append((d, t)))
     assert depth.shape == (2, 101, 131) and depth.dtype == torch.float32 and torch.isfinite(depth).all()
     passes = 2 * (1 + len(tile_grid(101, 131, model_size=56)))
     assert seen[-1] == (passes, passes)
-    plain = vits_model.infer(images, input_size=56)
+    plain = v2_vits.infer(images, input_size=56)
     assert not torch.allclose(depth, plain)  # tiles really ran
 
 
-def test_infer_auto_leaves_small_images_alone_and_mixed_sizes_work(vits_model):
+def test_infer_auto_leaves_small_images_alone_and_mixed_sizes_work(v2_vits):
     small = torch.rand(70, 84, 3, generator=torch.Generator().manual_seed(8))
     torch.testing.assert_close(
-        vits_model.infer(small, input_size=56, tiled="auto"), vits_model.infer(small, input_size=56)
+        v2_vits.infer(small, input_size=56, tiled="auto"), v2_vits.infer(small, input_size=56)
     )
-    mixed = vits_model.infer([small, torch.rand(115, 150, 3)], input_size=56, tiled=True, tile=70, overlap=14)
+    mixed = v2_vits.infer([small, torch.rand(115, 150, 3)], input_size=56, tiled=True, tile=70, overlap=14)
     assert [tuple(d.shape) for d in mixed] == [(70, 84), (115, 150)]
 
 
-def test_infer_rejects_bad_tiling_options(vits_model):
+def test_infer_rejects_bad_tiling_options(v2_vits):
     image = torch.rand(100, 120, 3)
     with pytest.raises(ValueError, match="tiled must be"):
-        vits_model.infer(image, tiled="yes")
+        v2_vits.infer(image, tiled="yes")
     with pytest.raises(ValueError, match="multiple of 14"):
-        vits_model.infer(image, input_size=56, tiled=True, tile=60)
+        v2_vits.infer(image, input_size=56, tiled=True, tile=60)
     with pytest.raises(ValueError, match="overlap must be"):
-        vits_model.infer(image, input_size=56, tiled=True, tile=56, overlap=56)
+        v2_vits.infer(image, input_size=56, tiled=True, tile=56, overlap=56)
 
 
 def test_infer_tiled_metric_model_gives_positive_metres(tmp_path):

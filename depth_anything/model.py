@@ -265,7 +265,8 @@ class DepthAnything(nn.Module):
             if progress is not None:
                 done_before = sum(passes[:index])
                 report = lambda done, _total: progress(done_before + done, sum(passes))  # noqa: E731
-            results.append(tiled_predict(frame, predict, progress=report, batch_size=batch_size, align=align, **options))
+            depth = tiled_predict(frame, predict, progress=report, batch_size=batch_size, align=align, **options)
+            results.append(depth)
         if all(r.shape == results[0].shape for r in results):
             return torch.stack(results)
         return results

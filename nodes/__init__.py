@@ -1,4 +1,9 @@
-"""ComfyUI nodes for Depth Anything (filled in by the node-pack work)."""
+"""ComfyUI nodes for Depth Anything: model loader, depth estimate, all-in-one, colorize, 16-bit save."""
 
-NODE_CLASS_MAPPINGS: dict = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+from .model_files import register_model_folder
+
+register_model_folder()
+
+from .depth_nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

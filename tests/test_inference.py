@@ -33,8 +33,8 @@ def _relative_error(a, b):
 @pytest.mark.parametrize(
     "file_name", ["depth_anything_v2_vits.pth", "depth_anything_vits14.pth", "depth_anything_v2_metric_hypersim_vits.pth"]
 )
-def test_parity_with_transformers_at_518(checkpoint_dir, file_name):
-    model = DepthAnything.from_pretrained(write_checkpoint(checkpoint_dir / file_name, seed=3), device="cpu")
+def test_parity_with_transformers_at_518(tmp_path, file_name):
+    model = DepthAnything.from_pretrained(write_checkpoint(tmp_path / file_name, seed=3), device="cpu")
     reference = to_transformers(model)
     x = torch.randn(1, 3, 518, 518)
     with torch.inference_mode():

@@ -46,7 +46,12 @@ def test_giant_builds_and_loads(tmp_path):
 
 
 def _same_outputs(a, b, image):
-    return torch.equal(a.infer(image, input_size=70), b.infer(image, input_size=70))
+    # Same weights; oneDNN may still pick kernels by memory alignment, so allow float32 kernel round-off only
+    # (the bound of the parity tests). Usually the two agree bit for bit.
+    x, y = a.infer(image, input_size=70), b.infer(image, input_size=70)
+    error = ((x - y).abs().max() / y.abs().max()).item()
+    assert error < 1e-4, f"relative difference {error:.2e}"
+    return True
 
 
 def test_every_format_gives_identical_outputs(tmp_path, v2_vits, v2_vits_path):
@@ -72,9 +77,9 @@ def test_every_format_gives_identical_outputs(tmp_path, v2_vits, v2_vits_path):
     assert _same_outputs(from_fp16, rounded, image)
 
 
-def test_transformers_folder_tells_the_family(tmp_path, checkpoint_dir):
+def test_transformers_folder_tells_the_family(tmp_path):
     for name, family in [("depth_anything_vits14.pth", "v1"), ("depth_anything_v2_metric_vkitti_vits.pth", "metric_outdoor")]:
-        model = DepthAnything.from_pretrained(write_checkpoint(checkpoint_dir / name), device="cpu")
+        model = DepthAnything.from_pretrained(write_checkpoint(tmp_path / name), device="cpu")
         folder = save_transformers(model, tmp_path / f"hf-{family}")
         loaded = DepthAnything.from_pretrained(folder, device="cpu")
         assert loaded.family.name == family
@@ -111,7 +116,7 @@ def test_ambiguous_file_is_an_error_that_says_how_to_choose(tmp_path, v2_vits_pa
     assert DepthAnything.from_pretrained(path, family="hypersim", device="cpu").max_depth == 20
 
 
-def test_families_change_the_output(checkpoint_dir, v2_vits_path):
+def test_families_change_the_output(v2_vits_path):
     image = torch.rand(1, 42, 42, 3)
     v1 = DepthAnything.from_pretrained(v2_vits_path, family="v1", device="cpu").infer(image, input_size=42)
     v2 = DepthAnything.from_pretrained(v2_vits_path, family="v2", device="cpu").infer(image, input_size=42)

@@ -1,0 +1,107 @@
+"""Where Depth Anything checkpoints live in ComfyUI: the `depth_anything` model folder and known model names.
+
+The folder is registered with `folder_paths`, so `ComfyUI/models/depth_anything` works out of the box and users
+can add folders through `extra_model_paths.yaml` (key `depth_anything`). Known model names
+(`depth_anything.list_models()`) are always offered: one found in a model folder is used from there, a missing
+one is downloaded into the first model folder.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+
+import folder_paths
+
+from depth_anything import list_models
+from depth_anything.loading import WEIGHT_FILE_NAMES, fetch_known_model
+
+FOLDER_NAME = "depth_anything"
+EXTENSIONS = {".pth", ".pt", ".bin", ".safetensors"}
+DEFAULT_MODEL = "depth_anything_v2_vits"  # Apache-2.0, small, v2: the sensible first choice
+
+
+def register_model_folder() -> None:
+    """Add `models/depth_anything` to ComfyUI's model folders, first, keeping folders extra_model_paths.yaml added."""
+    default = os.path.join(folder_paths.models_dir, FOLDER_NAME)
+    entry = folder_paths.folder_names_and_paths.get(FOLDER_NAME)
+    if entry is None:
+        folder_paths.folder_names_and_paths[FOLDER_NAME] = ([default], set(EXTENSIONS))
+        return
+    paths, extensions = entry
+    if default not in paths:
+        paths.insert(0, default)
+    # A yaml entry for an unknown folder name arrives with no extensions (= every file); list checkpoints only.
+    folder_paths.folder_names_and_paths[FOLDER_NAME] = (paths, set(extensions) | EXTENSIONS)
+
+
+def model_folders() -> list[str]:
+    return folder_paths.get_folder_paths(FOLDER_NAME)
+
+
+def download_folder() -> Path:
+    """Where a known model that is in no model folder gets downloaded: the first folder."""
+    return Path(model_folders()[0])
+
+
+def known_models() -> dict:
+    return {m.name: m for m in list_models()}
+
+
+def model_names() -> list[str]:
+    """The loader's choices: checkpoint files in the model folders, then every known model name."""
+    return sorted(folder_paths.get_filename_list(FOLDER_NAME)) + list(known_models())
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a model choice (outside the model folders, or found nowhere), or None when it can."""
+    if not isinstance(name, str) or not name.strip():
+        return "No model chosen: pick a checkpoint from the list."
+    normalized = posixpath.normpath(name.replace("\\", "/"))
+    if os.path.isabs(name) or normalized.startswith("../") or normalized == ".." or ":" in normalized.split("/")[0]:
+        return (
+            f"'{name}' points outside the Depth Anything model folders. Put the checkpoint in one of "
+            f"{', '.join(model_folders())} and choose it by its name there."
+        )
+    if name in known_models() or folder_paths.get_full_path(FOLDER_NAME, name) is not None:
+        return None
+    return (
+        f"Model file '{name}' not found in {', '.join(model_folders())}. Put the checkpoint there (or add its folder "
+        f"to extra_model_paths.yaml under 'depth_anything'), or choose a known model such as {DEFAULT_MODEL}, which "
+        "is downloaded on first use."
+    )
+
+
+def find_local(name: str) -> tuple[Path | None, str | None]:
+    """(the checkpoint on disk, or None for a known model not downloaded yet; family known from the name)."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise FileNotFoundError(problem)
+    known = known_models().get(name)
+    if known is not None:
+        local = folder_paths.get_full_path(FOLDER_NAME, Path(known.filename).name)
+        return (Path(local) if local else None), known.family
+    path = Path(folder_paths.get_full_path(FOLDER_NAME, name))
+    # A transformers export is a folder (config.json + weights): load the folder so its config sets the family.
+    if path.name in WEIGHT_FILE_NAMES and (path.parent / "config.json").is_file():
+        return path.parent, None
+    return path, None
+
+
+def resolve(name: str) -> tuple[Path, str | None]:
+    """(checkpoint file or transformers folder, family known from the model name or None) for a loader choice.
+
+    A known model that is in no model folder is downloaded into the first one (offline: a
+    ModelNotAvailableError that names the file, where to get it and where to put it).
+    """
+    path, family = find_local(name)
+    if path is None:
+        path = fetch_known_model(known_models()[name], cache_dir=download_folder())
+    return path, family
+
+
+def signature(path: Path) -> tuple:
+    """Changes when the checkpoint on disk changes: (name, size, mtime) of the file or of a folder's files."""
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)

@@ -1,0 +1,403 @@
+"""Write the example workflows in workflows/: UI format (drag into ComfyUI) and API format (workflows/api/).
+
+Both formats come from the one description below; the UI format needs each node's widget order, which this
+script reads from a running ComfyUI's /object_info (started here unless --server is given):
+
+    python scripts/build_workflows.py                      # starts a scratch ComfyUI (see tests/comfyui_server.py)
+    python scripts/build_workflows.py --server http://127.0.0.1:8188
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOWS = REPO / "workflows"
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
+SEED_INPUTS = ("seed", "noise_seed")
+IMAGE_NODES = ("LoadImage", "PreviewImage", "SaveImage", "SaveAnimatedWEBP", "DepthAnythingSaveDepth16")  # ComfyUI adds a "control after generate" widget after these
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    inputs: dict = field(default_factory=dict)  # widget values, and links as (node id, output slot)
+    pos: tuple[int, int] = (0, 0)
+    title: str | None = None
+
+
+@dataclass
+class Note:
+    id: int
+    text: str
+    pos: tuple[int, int] = (0, 0)
+    size: tuple[int, int] = (420, 200)
+
+
+@dataclass
+class Workflow:
+    name: str
+    nodes: list
+
+
+def depth_nodes(image: str, *, input_size=518, normalization="per_image", batch_size=4, tiling="off", x=0):
+    """LoadImage -> loader -> estimate, the start of every workflow here (ids 1-3)."""
+    return [
+        Node(1, "LoadImage", {"image": image}, (x, 0)),
+        Node(
+            2,
+            "DepthAnythingModelLoader",
+            {"model_name": "depth_anything_v2_vits", "family": "auto", "precision": "auto", "device": "auto"},
+            (x, 420),
+        ),
+        Node(
+            3,
+            "DepthAnythingEstimate",
+            {
+                "model": (2, 0),
+                "image": (1, 0),
+                "input_size": input_size,
+                "normalization": normalization,
+                "invert": False,
+                "gamma": 1.0,
+                "batch_size": batch_size,
+                "tiling": tiling,
+                "tile_size": 0,
+                "overlap": 0,
+            },
+            (x + 380, 0),
+        ),
+    ]
+
+
+def preview_and_save_nodes(prefix: str):
+    """Depth preview, colour preview and the 16-bit save with raw values, fed by the estimate (ids 4-7)."""
+    return [
+        Node(4, "PreviewImage", {"images": (3, 0)}, (760, 0), title="Depth"),
+        Node(5, "DepthAnythingColorize", {"depth": (3, 0), "colormap": "Spectral_r"}, (760, 420)),
+        Node(6, "PreviewImage", {"images": (5, 0)}, (1160, 420), title="Colour preview"),
+        Node(
+            7,
+            "DepthAnythingSaveDepth16",
+            {"depth": (3, 0), "filename_prefix": prefix, "save_npy": True, "raw_depth": (3, 2)},
+            (1160, 0),
+        ),
+    ]
+
+
+def controlnet_workflow(
+    name, *, checkpoint, controlnet, width, height, steps, cfg, sampler, scheduler, strength, prompt, note
+):
+    return Workflow(
+        name,
+        [
+            *depth_nodes("example.png"),
+            Node(4, "PreviewImage", {"images": (3, 0)}, (760, 0), title="Depth hint"),
+            Node(5, "CheckpointLoaderSimple", {"ckpt_name": checkpoint}, (0, 700)),
+            Node(6, "CLIPTextEncode", {"clip": (5, 1), "text": prompt}, (380, 560), title="Positive prompt"),
+            Node(7, "CLIPTextEncode", {"clip": (5, 1), "text": "blurry, low quality, deformed"}, (380, 820),
+                 title="Negative prompt"),
+            Node(8, "ControlNetLoader", {"control_net_name": controlnet}, (380, 1080)),
+            Node(
+                9,
+                "ControlNetApplyAdvanced",
+                {
+                    "positive": (6, 0),
+                    "negative": (7, 0),
+                    "control_net": (8, 0),
+                    "image": (3, 0),
+                    "strength": strength,
+                    "start_percent": 0.0,
+                    "end_percent": 1.0,
+                },
+                (760, 560),
+            ),
+            Node(10, "EmptyLatentImage", {"width": width, "height": height, "batch_size": 1}, (760, 860)),
+            Node(
+                11,
+                "KSampler",
+                {
+                    "model": (5, 0),
+                    "positive": (9, 0),
+                    "negative": (9, 1),
+                    "latent_image": (10, 0),
+                    "seed": 0,
+                    "steps": steps,
+                    "cfg": cfg,
+                    "sampler_name": sampler,
+                    "scheduler": scheduler,
+                    "denoise": 1.0,
+                },
+                (1160, 560),
+            ),
+            Node(12, "VAEDecode", {"samples": (11, 0), "vae": (5, 2)}, (1540, 560)),
+            Node(13, "SaveImage", {"images": (12, 0), "filename_prefix": f"depth_anything/{name}"}, (1880, 560)),
+            Note(100, note, (1160, 0)),
+        ],
+    )
+
+
+def all_workflows() -> list[Workflow]:
+    return [
+        Workflow(
+            "depth_map",
+            [
+                *depth_nodes("example.png"),
+                *preview_and_save_nodes("depth_anything/depth"),
+                Note(
+                    100,
+                    "Depth map from one image.\n\nLoad Image: your photo. Load Depth Anything Model: "
+                    "depth_anything_v2_vits is downloaded into models/depth_anything on first use (or put any "
+                    "official checkpoint there).\nSave Depth 16-bit writes a 16-bit PNG and a .npy of the raw "
+                    "values into the output folder.",
+                    (0, 700),
+                ),
+            ],
+        ),
+        controlnet_workflow(
+            "sd15_depth_controlnet",
+            checkpoint="v1-5-pruned-emaonly.safetensors",
+            controlnet="control_v11f1p_sd15_depth.pth",
+            width=512,
+            height=512,
+            steps=25,
+            cfg=7.0,
+            sampler="euler",
+            scheduler="normal",
+            strength=1.0,
+            prompt="a cozy reading room with a leather armchair, warm evening light, photograph",
+            note="SD1.5 generation that follows the depth of your image.\n\nNeeds an SD1.5 checkpoint in "
+            "models/checkpoints and control_v11f1p_sd15_depth.pth (lllyasviel/ControlNet-v1-1) in "
+            "models/controlnet.\nThe depth hint is centre-cropped to the latent's aspect ratio: set width and "
+            "height to your image's proportions.",
+        ),
+        controlnet_workflow(
+            "sdxl_depth_controlnet",
+            checkpoint="sd_xl_base_1.0.safetensors",
+            controlnet="controlnet-depth-sdxl-1.0.safetensors",
+            width=1024,
+            height=1024,
+            steps=30,
+            cfg=6.0,
+            sampler="dpmpp_2m",
+            scheduler="karras",
+            strength=0.6,
+            prompt="a cozy reading room with a leather armchair, warm evening light, photograph",
+            note="SDXL generation that follows the depth of your image.\n\nNeeds sd_xl_base_1.0.safetensors in "
+            "models/checkpoints and an SDXL depth ControlNet in models/controlnet (diffusers/"
+            "controlnet-depth-sdxl-1.0: save its diffusion_pytorch_model.safetensors as "
+            "controlnet-depth-sdxl-1.0.safetensors).\nStrength 0.5-0.7 keeps SDXL's detail.",
+        ),
+        Workflow(
+            "highres_tiled_depth",
+            [
+                *depth_nodes("example.png", tiling="on"),
+                *preview_and_save_nodes("depth_anything/highres"),
+                Note(
+                    100,
+                    "High-resolution depth of a large photo (4K and up).\n\ntiling = on: one pass over the whole "
+                    "image for the layout plus overlapping tiles at full resolution for the detail, aligned and "
+                    "blended without seams. tile_size / overlap 0 = automatic. tiling = auto tiles only images "
+                    "large enough to gain.\nThe 16-bit PNG keeps the fine depth steps an 8-bit image would lose.",
+                    (0, 700),
+                ),
+            ],
+        ),
+        Workflow(
+            "video_frames_depth",
+            [
+                *depth_nodes("frames.webp", normalization="batch", batch_size=8),
+                Node(
+                    4,
+                    "SaveAnimatedWEBP",
+                    {
+                        "images": (3, 0),
+                        "filename_prefix": "depth_anything/video_depth",
+                        "fps": 12.0,
+                        "lossless": True,
+                        "quality": 100,
+                        "method": "default",
+                    },
+                    (760, 0),
+                ),
+                Node(
+                    5,
+                    "DepthAnythingSaveDepth16",
+                    {"depth": (3, 0), "filename_prefix": "depth_anything/frames", "save_npy": False},
+                    (1160, 0),
+                ),
+                Note(
+                    100,
+                    "Depth for a batch of video frames without flicker.\n\nnormalization = batch maps every frame "
+                    "with one depth range, so brightness does not jump from frame to frame.\nLoad Image reads all "
+                    "frames of an animated WebP or GIF (upload frames.webp). For .mp4 use Load Video + Get Video "
+                    "Components (newer ComfyUI) or VideoHelperSuite's Load Video and connect its IMAGE output "
+                    "to Depth Anything Estimate.",
+                    (0, 700),
+                ),
+            ],
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------- conversion
+
+
+def widget_inputs(info: dict) -> list[tuple[str, list]]:
+    """(input name, [its widget value slots]) in the order the UI stores widgets_values."""
+    widgets = []
+    for section in ("required", "optional"):
+        for name, spec in info["input"].get(section, {}).items():
+            kind, options = spec[0], (spec[1] if len(spec) > 1 else {})
+            if isinstance(kind, list) or kind in WIDGET_TYPES:
+                extra = []
+                if kind == "INT" and (name in SEED_INPUTS or options.get("control_after_generate")):
+                    extra.append("control_after_generate")
+                if options.get("image_upload"):
+                    extra.append("image_upload")
+                widgets.append((name, extra))
+    return widgets
+
+
+def linked_inputs(info: dict) -> list[tuple[str, str]]:
+    """(name, type) of the inputs that take a link, in slot order."""
+    slots = []
+    for section in ("required", "optional"):
+        for name, spec in info["input"].get(section, {}).items():
+            kind = spec[0]
+            if not isinstance(kind, list) and kind not in WIDGET_TYPES:
+                slots.append((name, kind))
+    return slots
+
+
+def to_api(workflow: Workflow) -> dict:
+    api = {}
+    for node in workflow.nodes:
+        if isinstance(node, Note):
+            continue
+        inputs = {k: ([str(v[0]), v[1]] if isinstance(v, tuple) else v) for k, v in node.inputs.items()}
+        api[str(node.id)] = {"class_type": node.type, "inputs": inputs, "_meta": {"title": node.title or node.type}}
+    return api
+
+
+def to_ui(workflow: Workflow, object_info: dict) -> dict:
+    nodes = [n for n in workflow.nodes if isinstance(n, Node)]
+    links = []
+    for node in nodes:
+        info = object_info[node.type]
+        for slot, (name, kind) in enumerate(linked_inputs(info)):
+            if name in node.inputs:
+                source, source_slot = node.inputs[name]
+                links.append([len(links) + 1, source, source_slot, node.id, slot, kind])
+    order = _execution_order(nodes)
+    ui_nodes = []
+    for node in nodes:
+        info = object_info[node.type]
+        unknown = set(node.inputs) - {n for n, _ in widget_inputs(info)} - {n for n, _ in linked_inputs(info)}
+        if unknown:
+            raise ValueError(f"{workflow.name}: node {node.id} ({node.type}) has no inputs {sorted(unknown)}")
+        inputs = []
+        for slot, (name, kind) in enumerate(linked_inputs(info)):
+            link = next((l[0] for l in links if l[3] == node.id and l[4] == slot), None)
+            inputs.append({"name": name, "type": kind, "link": link})
+        outputs = []
+        names = info.get("output_name") or info["output"]
+        for slot, kind in enumerate(info["output"]):
+            out_links = [l[0] for l in links if l[1] == node.id and l[2] == slot]
+            outputs.append({"name": names[slot], "type": kind, "links": out_links or None, "slot_index": slot})
+        widgets_values = []
+        for name, extra in widget_inputs(info):
+            widgets_values.append(node.inputs[name])
+            for kind in extra:
+                widgets_values.append("fixed" if kind == "control_after_generate" else "image")
+        entry = {
+            "id": node.id,
+            "type": node.type,
+            "pos": list(node.pos),
+            "size": _node_size(node.type, len(widgets_values), max(len(inputs), len(outputs))),
+            "flags": {},
+            "order": order[node.id],
+            "mode": 0,
+            "inputs": inputs,
+            "outputs": outputs,
+            "properties": {"Node name for S&R": node.type},
+            "widgets_values": widgets_values,
+        }
+        if node.title:
+            entry["title"] = node.title
+        ui_nodes.append(entry)
+    for note in (n for n in workflow.nodes if isinstance(n, Note)):
+        ui_nodes.append({
+            "id": note.id, "type": "Note", "pos": list(note.pos), "size": list(note.size), "flags": {},
+            "order": len(ui_nodes), "mode": 0, "properties": {"text": ""}, "widgets_values": [note.text],
+            "color": "#432", "bgcolor": "#653",
+        })  # fmt: skip
+    return {
+        "last_node_id": max(n.id for n in workflow.nodes),
+        "last_link_id": len(links),
+        "nodes": ui_nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {},
+        "version": 0.4,
+    }
+
+
+def _node_size(node_type: str, widgets: int, slots: int) -> list[int]:
+    """Room for the node's rows; nodes that show images get space for the picture."""
+    height = 60 + 26 * (widgets + slots)
+    if node_type in IMAGE_NODES:
+        return [360, max(height, 340)]
+    return [340, height]
+
+
+def _execution_order(nodes: list[Node]) -> dict[int, int]:
+    done: dict[int, int] = {}
+    remaining = {n.id: {v[0] for v in n.inputs.values() if isinstance(v, tuple)} for n in nodes}
+    while remaining:
+        ready = sorted(i for i, deps in remaining.items() if deps <= set(done))
+        if not ready:
+            raise ValueError("workflow has a cycle")
+        for i in ready:
+            done[i] = len(done)
+            del remaining[i]
+    return done
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", help="URL of a running ComfyUI with this node pack (default: start one)")
+    args = parser.parse_args(argv)
+    server = None
+    url = args.server
+    if url is None:
+        sys.path.insert(0, str(REPO))
+        from tests.comfyui_server import start_server, stop_server
+
+        server = start_server(Path(tempfile.mkdtemp(prefix="build_workflows_")))
+        url = server.url
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/object_info", timeout=60) as response:
+            object_info = json.load(response)
+    finally:
+        if server is not None:
+            stop_server(server)
+    (WORKFLOWS / "api").mkdir(parents=True, exist_ok=True)
+    for workflow in all_workflows():
+        ui = to_ui(workflow, object_info)
+        (WORKFLOWS / f"{workflow.name}.json").write_text(json.dumps(ui, indent=2) + "\n")
+        (WORKFLOWS / "api" / f"{workflow.name}.json").write_text(json.dumps(to_api(workflow), indent=2) + "\n")
+        print(f"wrote workflows/{workflow.name}.json and workflows/api/{workflow.name}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,597 @@
+"""The node pack on a real ComfyUI server: node definitions, results equal to the library's, the shipped
+workflows, ControlNet sampling driven by our depth, progress, interruption and bad inputs.
+
+One server serves the whole session (see tests/comfyui_server.py); models are random-initialised checkpoints in
+the official layouts, written by tests/checkpoints.py and tests/tiny_sd15.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from depth_anything import DepthAnything, colorize, normalize
+from depth_anything.postprocess import to_uint16
+from depth_anything.tiling import tile_grid
+from checkpoints import write_checkpoint
+from comfyui_server import REPO, comfyui, execution_error  # noqa: F401  (comfyui: the server fixture)
+from tiny_sd15 import write_sd15_checkpoint, write_sd15_controlnet
+
+OUR_NODES = {
+    "DepthAnythingModelLoader": ["model_name", "family", "precision", "device"],
+    "DepthAnythingEstimate": [
+        "model", "image", "input_size", "normalization", "invert", "gamma", "batch_size", "tiling", "tile_size",
+        "overlap",
+    ],
+    "DepthAnythingAllInOne": ["image", "model_name", "input_size", "normalization", "tiling"],
+    "DepthAnythingColorize": ["depth", "colormap"],
+    "DepthAnythingSaveDepth16": ["depth", "filename_prefix", "save_npy", "raw_depth"],
+}  # fmt: skip
+OUR_OUTPUTS = {
+    "DepthAnythingModelLoader": ["DEPTH_ANYTHING_MODEL"],
+    "DepthAnythingEstimate": ["IMAGE", "MASK", "DEPTH_ANYTHING_RAW"],
+    "DepthAnythingAllInOne": ["IMAGE", "MASK"],
+    "DepthAnythingColorize": ["IMAGE"],
+    "DepthAnythingSaveDepth16": [],
+}
+MODEL_FILE = "depth_anything_v2_vits.pth"  # also the file of the known name depth_anything_v2_vits
+SIZE = 56  # input_size for tests: a multiple of 14, small for the CPU
+WORKFLOWS = REPO / "workflows"
+VIRTUAL_UI_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}  # front-end only, never in /object_info
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def object_info(comfyui):
+    return comfyui.get("/object_info")
+
+
+@pytest.fixture(scope="session")
+def depth_checkpoint(comfyui) -> Path:
+    return write_checkpoint(comfyui.models_dir / "depth_anything" / MODEL_FILE, encoder="vits", seed=3)
+
+
+def _scene(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A small RGB scene with structure at several scales (gradients, a disc, stripes)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    disc = ((x - width * 0.6) ** 2 + (y - height * 0.45) ** 2 < (min(width, height) * 0.25) ** 2).astype(np.float32)
+    stripes = (np.sin(x / 3.0 + seed) > 0).astype(np.float32)
+    rgb = np.stack([x / width, y / height * 0.8 + 0.2 * stripes, 0.3 + 0.6 * disc], -1)
+    return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def input_images(comfyui) -> dict[str, Path]:
+    """Test images in the server's input folder, including the names the shipped workflows load."""
+    paths = {}
+    for name, size in (("scene.png", (64, 48)), ("large.png", (168, 126)), ("example.png", (72, 56))):
+        paths[name] = comfyui.input_dir / name
+        Image.fromarray(_scene(*size)).save(paths[name])
+    frames = [Image.fromarray(_scene(64, 48, seed)) for seed in range(3)]
+    paths["frames.webp"] = comfyui.input_dir / "frames.webp"
+    frames[0].save(paths["frames.webp"], save_all=True, append_images=frames[1:], lossless=True, duration=100)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def sd15_models(comfyui) -> tuple[str, str]:
+    """Random SD1.5-shaped checkpoint and depth ControlNet; names differ from the shipped workflows' on purpose."""
+    write_sd15_checkpoint(comfyui.models_dir / "checkpoints" / "tiny_sd15.safetensors")
+    write_sd15_controlnet(comfyui.models_dir / "controlnet" / "tiny_sd15_depth_controlnet.pth")
+    return "tiny_sd15.safetensors", "tiny_sd15_depth_controlnet.pth"
+
+
+@pytest.fixture(scope="session")
+def workflow_stand_ins(comfyui, depth_checkpoint, input_images):
+    """Empty files under the diffusion model names the shipped workflows use, so that they pass validation;
+    loading them fails at once in ComfyUI's own loader, which ends the run without sampling at 1024 px on a CPU."""
+    for folder, name in (
+        ("checkpoints", "v1-5-pruned-emaonly.safetensors"),
+        ("checkpoints", "sd_xl_base_1.0.safetensors"),
+        ("controlnet", "control_v11f1p_sd15_depth.pth"),
+        ("controlnet", "controlnet-depth-sdxl-1.0.safetensors"),
+    ):
+        (comfyui.models_dir / folder / name).touch()
+
+
+def load_library_model(path: Path) -> DepthAnything:
+    return DepthAnything.from_pretrained(path, device="cpu", dtype="fp32")
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """An input image as ComfyUI's LoadImage gives it: float (1, H, W, 3) in [0, 1]."""
+    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0)[None]
+
+
+def depth_prompt(image="scene.png", model_name=MODEL_FILE, *, family="auto", **estimate) -> dict:
+    """LoadImage -> loader -> estimate -> SaveImage (node 4) + Save Depth 16-bit with raw values (node 5)."""
+    options = dict(input_size=SIZE, normalization="per_image", invert=False, gamma=1.0, batch_size=4,
+                   tiling="off", tile_size=0, overlap=0)  # fmt: skip
+    options.update(estimate)
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "2": {
+            "class_type": "DepthAnythingModelLoader",
+            "inputs": {"model_name": model_name, "family": family, "precision": "auto", "device": "auto"},
+        },
+        "3": {"class_type": "DepthAnythingEstimate", "inputs": {"model": ["2", 0], "image": ["1", 0], **options}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "tests/depth"}},
+        "5": {
+            "class_type": "DepthAnythingSaveDepth16",
+            "inputs": {"depth": ["3", 0], "filename_prefix": "tests/depth16", "save_npy": True, "raw_depth": ["3", 2]},
+        },
+    }
+
+
+def saved_png(comfyui, outputs, node="4") -> np.ndarray:
+    (path,) = comfyui.output_files(outputs, node)
+    return np.asarray(Image.open(path))
+
+
+# ------------------------------------------------------------------------------------------- node catalogue
+
+
+def test_pack_imports_without_errors(comfyui, object_info):
+    log = comfyui.log()
+    import_lines = [line for line in log.splitlines() if "depth_anything_preprocessor_under_test" in line]
+    assert any("seconds" in line for line in import_lines), log[-3000:]  # listed in "Import times"
+    assert not any("IMPORT FAILED" in line or "Cannot import" in line for line in import_lines), import_lines
+    assert set(OUR_NODES) <= set(object_info)
+
+
+@pytest.mark.parametrize("node", sorted(OUR_NODES))
+def test_every_node_has_documented_inputs(object_info, node):
+    info = object_info[node]
+    inputs = {**info["input"]["required"], **info["input"].get("optional", {})}
+    assert list(inputs) == OUR_NODES[node]
+    assert info["category"] == "Depth Anything"
+    assert len(info["description"]) > 40
+    for name, spec in inputs.items():
+        assert len(spec) == 2 and len(spec[1].get("tooltip", "")) > 15, f"{node}.{name} has no tooltip"
+    assert list(info["output"]) == OUR_OUTPUTS[node]
+    assert info["output_node"] == (node == "DepthAnythingSaveDepth16")
+
+
+def test_loader_lists_model_files_and_known_names(comfyui, depth_checkpoint):
+    nested = write_checkpoint(comfyui.models_dir / "depth_anything" / "custom" / "depth_anything_v2_vits.safetensors")
+    info = comfyui.get("/object_info/DepthAnythingModelLoader")["DepthAnythingModelLoader"]
+    choices, options = info["input"]["required"]["model_name"]
+    assert MODEL_FILE in choices and "custom/depth_anything_v2_vits.safetensors" in choices
+    assert {"depth_anything_v2_vits", "depth_anything_v2_vitl", "depth_anything_vits14"} <= set(choices)
+    assert "depth_anything_v2_metric_hypersim_vits" in choices
+    assert options["default"] == "depth_anything_v2_vits"
+    nested.unlink()
+
+
+# ---------------------------------------------------------------------------------- results vs the library
+
+
+def test_depth_equals_library_output(comfyui, depth_checkpoint, input_images):
+    outputs = comfyui.run(depth_prompt())
+    model = load_library_model(depth_checkpoint)
+    raw = model.infer(read_image(input_images["scene.png"]), input_size=SIZE)
+    expected = normalize(raw)[0]
+
+    png = saved_png(comfyui, outputs)  # SaveImage: 8-bit RGB, the three channels equal
+    assert png.shape == (48, 64, 3) and (png[..., 0] == png[..., 2]).all()
+    assert np.abs(png[..., 0].astype(int) - (expected.numpy() * 255)).max() <= 1.0
+    assert png[..., 0].std() > 10  # a real map, not a flat one
+
+    (png16,) = comfyui.output_files(outputs, "5")
+    stored = np.asarray(Image.open(png16))
+    assert stored.dtype == np.uint16 and stored.shape == (48, 64)
+    assert np.abs(stored.astype(int) - to_uint16(expected).astype(int)).max() <= 1
+    values = np.load(png16.with_suffix(".npy"))
+    assert values.dtype == np.float32
+    np.testing.assert_allclose(values, raw[0].numpy(), rtol=1e-4, atol=1e-4)
+    assert not list(png16.parent.glob("*.partial"))
+
+
+def test_metric_model_gives_metres_and_precision_reaches_the_model(comfyui, input_images):
+    name = "depth_anything_v2_metric_hypersim_vits.pth"
+    path = write_checkpoint(comfyui.models_dir / "depth_anything" / name, seed=5)
+    image = read_image(input_images["scene.png"])
+    metric = DepthAnything.from_pretrained(path, device="cpu", dtype="fp32")
+    assert metric.is_metric and metric.max_depth == 20.0
+    metres = metric.infer(image, input_size=SIZE)
+
+    outputs = comfyui.run(depth_prompt(model_name=name, gamma=1.05))
+    (png16,) = comfyui.output_files(outputs, "5")
+    stored = np.load(png16.with_suffix(".npy"))
+    np.testing.assert_allclose(stored, metres[0].numpy(), rtol=1e-4, atol=1e-4)  # metres, not normalized
+    assert 0 < stored.min() and stored.max() <= 20.0 and stored.max() - stored.min() > 0.5
+    near_white = normalize(metres, metric=True, gamma=1.05)[0].numpy()  # inverse depth: near = 1
+    assert np.abs(saved_png(comfyui, outputs)[..., 0].astype(int) - near_white * 255).max() <= 1.0
+
+    prompt = depth_prompt(model_name=name, gamma=1.05)
+    prompt["2"]["inputs"]["precision"] = "bf16"
+    half = DepthAnything.from_pretrained(path, device="cpu", dtype="bf16").infer(image, input_size=SIZE)
+    expected = normalize(half, metric=True, gamma=1.05)[0].numpy()
+    png = saved_png(comfyui, comfyui.run(prompt))[..., 0].astype(int)
+    assert np.abs(png - expected * 255).max() <= 1.0
+    assert not torch.equal(half, metres)  # bf16 really ran: its values differ from fp32's
+
+
+def test_all_in_one_and_colorize_equal_library_output(comfyui, depth_checkpoint, input_images):
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "scene.png"}},
+        "2": {
+            "class_type": "DepthAnythingAllInOne",
+            "inputs": {"image": ["1", 0], "model_name": "depth_anything_v2_vits", "input_size": SIZE,
+                       "normalization": "percentile", "tiling": "off"},
+        },  # fmt: skip
+        "3": {"class_type": "DepthAnythingColorize", "inputs": {"depth": ["2", 0], "colormap": "inferno"}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "tests/colour"}},
+        "5": {"class_type": "MaskToImage", "inputs": {"mask": ["2", 1]}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "tests/mask"}},
+    }
+    outputs = comfyui.run(prompt)
+    model = load_library_model(depth_checkpoint)
+    depth = normalize(model.infer(read_image(input_images["scene.png"]), input_size=SIZE), "percentile")
+    colour = colorize(depth, "inferno")[0].numpy() * 255
+    assert np.abs(saved_png(comfyui, outputs, "4").astype(int) - colour).max() <= 1.0
+    assert np.abs(saved_png(comfyui, outputs, "6")[..., 0].astype(int) - depth[0].numpy() * 255).max() <= 1.0
+
+
+def test_batch_normalization_and_16_bit_files_per_frame(comfyui, depth_checkpoint, input_images):
+    prompt = depth_prompt("frames.webp", "depth_anything_v2_vits", normalization="batch", batch_size=2)
+    outputs = comfyui.run(prompt)
+    frames = Image.open(input_images["frames.webp"])
+    batch = torch.cat([read_image_frame(frames, i) for i in range(3)])
+    model = load_library_model(depth_checkpoint)
+    expected = normalize(model.infer(batch, input_size=SIZE, batch_size=2), "batch")
+    saved = comfyui.output_files(outputs, "5")
+    assert len(saved) == 3 and len(set(saved)) == 3
+    for path, want in zip(saved, expected):
+        assert np.abs(np.asarray(Image.open(path)).astype(int) - to_uint16(want).astype(int)).max() <= 1
+    # One range for the clip: not every frame spans 0-65535 as each would with per-image normalization.
+    stored = [np.asarray(Image.open(path)) for path in saved]
+    assert not all(s.min() == 0 and s.max() == 65535 for s in stored)
+
+
+def read_image_frame(image: Image.Image, index: int) -> torch.Tensor:
+    image.seek(index)
+    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)[None]
+
+
+def test_tiled_depth_equals_library_and_reports_every_tile(comfyui, depth_checkpoint, input_images):
+    prompt = depth_prompt("large.png", tiling="on", tile_size=70, overlap=14)
+    entry, events = comfyui.run_with_events(prompt)
+    assert entry["status"]["status_str"] == "success", execution_error(entry)
+    model = load_library_model(depth_checkpoint)
+    image = read_image(input_images["large.png"])
+    raw = model.infer(image, input_size=SIZE, tiled=True, tile=70, overlap=14)
+    (png16,) = comfyui.output_files(entry["outputs"], "5")
+    np.testing.assert_allclose(np.load(png16.with_suffix(".npy")), raw[0].numpy(), rtol=1e-4, atol=1e-4)
+    untiled = model.infer(image, input_size=SIZE)
+    assert not torch.allclose(raw, untiled, atol=1e-3)  # tiling really happened
+
+    grid = tile_grid(126, 168, tile=70, overlap=14, model_size=SIZE)
+    progress = [d for kind, d in events if kind == "progress" and d.get("node") == "3"]
+    assert progress and progress[-1]["value"] == progress[-1]["max"] == 1 + len(grid)
+
+
+# ------------------------------------------------------------------------------------- caching and progress
+
+
+def _model_loads(comfyui) -> int:
+    return comfyui.log().count("Requested to load DepthAnythingModule")
+
+
+def test_model_is_cached_across_prompts_and_reloaded_when_the_file_changes(comfyui, depth_checkpoint, input_images):
+    name = "cache_test/depth_anything_v2_vits.pth"
+    path = write_checkpoint(comfyui.models_dir / "depth_anything" / name, seed=11)
+    first = saved_png(comfyui, comfyui.run(depth_prompt(model_name=name, gamma=1.1)))
+    loads = _model_loads(comfyui)
+    entry, events = comfyui.run_with_events(depth_prompt(model_name=name, gamma=1.1, input_size=2 * SIZE))
+    assert entry["status"]["status_str"] == "success", execution_error(entry)
+    executed = {d["node"] for kind, d in events if kind == "executing" and d.get("node")}
+    assert "3" in executed and "2" not in executed  # ComfyUI kept the loader's output
+    assert _model_loads(comfyui) == loads
+    progress = [d for kind, d in events if kind == "progress" and d.get("node") == "3"]
+    assert progress[-1]["value"] == progress[-1]["max"] == 1
+
+    comfyui.run(depth_prompt(model_name=MODEL_FILE, gamma=1.1))
+    loads = _model_loads(comfyui)
+    comfyui.run(depth_prompt(model_name="depth_anything_v2_vits", gamma=1.1))  # the known name of that file
+    assert _model_loads(comfyui) == loads  # one model in memory for both names
+
+    write_checkpoint(path, seed=12)  # same name, new weights: must not be served from any cache
+    changed = saved_png(comfyui, comfyui.run(depth_prompt(model_name=name, gamma=1.1)))
+    assert np.abs(changed.astype(int) - first.astype(int)).max() > 5
+    model = load_library_model(path)
+    expected = normalize(model.infer(read_image(input_images["scene.png"]), input_size=SIZE), gamma=1.1)[0]
+    assert np.abs(changed[..., 0].astype(int) - expected.numpy() * 255).max() <= 1.0
+
+
+def test_interrupt_stops_the_estimate_between_chunks(comfyui, depth_checkpoint, input_images):
+    prompt = depth_prompt(batch_size=1, gamma=1.3)
+    prompt["6"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 400}}
+    prompt["3"]["inputs"]["image"] = ["6", 0]
+
+    def interrupt_at_first_progress(kind, data):
+        if kind == "progress" and data.get("node") == "3" and data["value"] == 1:
+            comfyui.post("/interrupt", {})
+
+    entry, events = comfyui.run_with_events(prompt, on_event=interrupt_at_first_progress)
+    interrupted = [d for kind, d in events if kind == "execution_interrupted"]
+    assert interrupted and interrupted[0]["node_id"] == "3", [kind for kind, _ in events]
+    assert entry["status"]["status_str"] == "error" and "4" not in entry["outputs"]
+    progress = [d for kind, d in events if kind == "progress" and d.get("node") == "3"]
+    assert progress[-1]["max"] == 400 and progress[-1]["value"] < 50  # stopped after a chunk or two, not at 400
+    assert comfyui.run(depth_prompt(gamma=1.35))  # the next prompt runs normally
+
+
+# --------------------------------------------------------------------------------------------- bad inputs
+
+
+def _refused(comfyui, prompt) -> str:
+    status, answer = comfyui.queue(prompt)
+    assert status == 400, answer
+    return json.dumps(answer["node_errors"])
+
+
+def _failed(comfyui, prompt) -> dict:
+    status, answer = comfyui.queue(prompt)
+    assert status == 200, answer
+    entry = comfyui.wait(answer["prompt_id"])
+    assert entry["status"]["status_str"] == "error"
+    return execution_error(entry)
+
+
+def test_bad_inputs_give_clear_errors_and_the_server_recovers(comfyui, depth_checkpoint, input_images, sd15_models):
+    folder = comfyui.models_dir / "depth_anything"
+
+    missing = _refused(comfyui, depth_prompt(model_name="depth_anything_v2_vitx.pth"))
+    assert "not found in" in missing and "models/depth_anything" in missing and "depth_anything_v2_vits" in missing
+
+    outside = _refused(comfyui, depth_prompt(model_name="../checkpoints/tiny_sd15.safetensors"))
+    assert "outside the Depth Anything model folders" in outside
+
+    not_downloaded = _failed(comfyui, depth_prompt(model_name="depth_anything_v2_vitb"))
+    assert not_downloaded["node_type"] == "DepthAnythingModelLoader"
+    message = not_downloaded["exception_message"]
+    assert "depth_anything_v2_vitb.pth" in message and "huggingface.co" in message
+    assert str(comfyui.root / "models" / "depth_anything") in message
+
+    (folder / "truncated_v2.pth").write_bytes(depth_checkpoint.read_bytes()[:100_000])
+    truncated = _failed(comfyui, depth_prompt(model_name="truncated_v2.pth"))
+    assert "truncated" in truncated["exception_message"] and "truncated_v2.pth" in truncated["exception_message"]
+
+    shutil.copy(comfyui.models_dir / "controlnet" / sd15_models[1], folder / "controlnet_not_depth_v2.pth")
+    wrong = _failed(comfyui, depth_prompt(model_name="controlnet_not_depth_v2.pth"))
+    assert "not a Depth Anything checkpoint" in wrong["exception_message"]
+
+    shutil.copy(depth_checkpoint, folder / "renamed.pth")
+    unnamed = _failed(comfyui, depth_prompt(model_name="renamed.pth"))
+    assert "Set 'family'" in unnamed["exception_message"]
+    assert comfyui.run(depth_prompt(model_name="renamed.pth", family="v2", gamma=0.9))  # the advice works
+
+    empty = _failed(comfyui, empty_batch_prompt(comfyui, sd15_models[0]))
+    assert empty["node_type"] == "DepthAnythingEstimate" and "empty image batch" in empty["exception_message"]
+
+    bad_size = _refused(comfyui, depth_prompt(input_size=500))
+    assert "multiple of 14" in bad_size and "504" in bad_size
+    bad_tiles = _refused(comfyui, depth_prompt(tiling="on", tile_size=140, overlap=140))
+    assert "overlap (140) must be smaller than tile_size (140)" in bad_tiles
+
+    assert comfyui.alive()
+    outputs = comfyui.run(depth_prompt(gamma=0.8))  # the server still works
+    assert saved_png(comfyui, outputs).shape == (48, 64, 3)
+
+
+def empty_batch_prompt(comfyui, checkpoint: str) -> dict:
+    """A zero-image IMAGE batch from core nodes only: a saved latent with no samples, decoded."""
+    from safetensors.torch import save_file
+
+    save_file({"latent_tensor": torch.zeros(0, 4, 8, 8)}, str(comfyui.input_dir / "no_frames.latent"))
+    prompt = depth_prompt(gamma=0.7)
+    prompt["6"] = {"class_type": "LoadLatent", "inputs": {"latent": "no_frames.latent"}}
+    prompt["7"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}}
+    prompt["8"] = {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["7", 2]}}
+    prompt["3"]["inputs"]["image"] = ["8", 0]
+    return prompt
+
+
+# ------------------------------------------------------------------------------------ shipped workflows
+
+
+def api_workflows() -> list[Path]:
+    return sorted((WORKFLOWS / "api").glob("*.json"))
+
+
+def ui_workflows() -> list[Path]:
+    return sorted(WORKFLOWS.glob("*.json"))
+
+
+def test_every_workflow_comes_in_both_formats():
+    names = {p.stem for p in api_workflows()}
+    assert names == {p.stem for p in ui_workflows()}
+    assert {"depth_map", "sd15_depth_controlnet", "sdxl_depth_controlnet", "highres_tiled_depth",
+            "video_frames_depth"} <= names  # fmt: skip
+
+
+@pytest.mark.parametrize("path", api_workflows(), ids=lambda p: p.stem)
+def test_api_workflow_passes_server_validation(comfyui, workflow_stand_ins, path):
+    prompt = json.loads(path.read_text())
+    status, answer = comfyui.queue(prompt)
+    assert status == 200 and answer["node_errors"] == {}, answer
+    entry = comfyui.wait(answer["prompt_id"])
+    error = execution_error(entry)
+    uses_diffusion = any(n["class_type"] == "KSampler" for n in prompt.values())
+    if uses_diffusion:  # the empty stand-in checkpoints stop it in ComfyUI's loaders, after our nodes ran
+        assert error and error["node_type"] in ("CheckpointLoaderSimple", "ControlNetLoader"), error
+    else:
+        assert error is None, error
+        saved = [n for n, out in entry["outputs"].items() if out.get("images")]
+        assert saved
+
+
+@pytest.mark.parametrize("path", ui_workflows(), ids=lambda p: p.stem)
+def test_ui_workflow_type_checks_against_object_info(comfyui, workflow_stand_ins, path):
+    object_info = comfyui.get("/object_info")  # fresh: model lists include the stand-ins
+    ui = json.loads(path.read_text())
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    for node in ui["nodes"]:
+        if node["type"] in VIRTUAL_UI_NODES:
+            continue
+        assert node["type"] in object_info, node["type"]
+        info = object_info[node["type"]]
+        check_widget_values(node, info)
+        linked = [(name, spec[0]) for name, spec in _all_inputs(info) if not _is_widget(spec[0])]
+        assert [(i["name"], i["type"]) for i in node["inputs"]] == linked
+        outputs = info["output"]
+        assert [o["type"] for o in node["outputs"]] == list(outputs)
+        for name, spec in info["input"]["required"].items():
+            if not _is_widget(spec[0]):
+                slot = next(i for i in node["inputs"] if i["name"] == name)
+                assert slot["link"] is not None, f"{path.name}: {node['type']}.{name} is not connected"
+    link_ids = set()
+    for link_id, source, source_slot, target, target_slot, kind in ui["links"]:
+        link_ids.add(link_id)
+        out = nodes[source]["outputs"][source_slot]
+        inp = nodes[target]["inputs"][target_slot]
+        assert out["type"] == inp["type"] == kind, (link_id, out, inp)
+        assert link_id in (out["links"] or []) and inp["link"] == link_id
+    for node in ui["nodes"]:
+        for inp in node.get("inputs", []):
+            assert inp["link"] is None or inp["link"] in link_ids
+
+
+def test_ui_and_api_workflows_describe_the_same_graph(object_info):
+    for ui_path in ui_workflows():
+        ui = json.loads(ui_path.read_text())
+        api = json.loads((WORKFLOWS / "api" / ui_path.name).read_text())
+        links = {link[0]: link for link in ui["links"]}
+        real = [n for n in ui["nodes"] if n["type"] not in VIRTUAL_UI_NODES]
+        assert {str(n["id"]) for n in real} == set(api), ui_path.name
+        for node in real:
+            entry = api[str(node["id"])]
+            assert entry["class_type"] == node["type"]
+            info = object_info[node["type"]]
+            values = iter(node["widgets_values"])
+            for name, spec in _all_inputs(info):
+                if _is_widget(spec[0]):
+                    assert entry["inputs"].get(name) == next(values), (ui_path.name, node["type"], name)
+                    for _ in _extra_widgets(name, spec):
+                        next(values)
+            for inp in node["inputs"]:
+                if inp["link"] is not None:
+                    _, source, slot, *_ = links[inp["link"]]
+                    assert entry["inputs"][inp["name"]] == [str(source), slot]
+
+
+def _all_inputs(info):
+    return [*info["input"]["required"].items(), *info["input"].get("optional", {}).items()]
+
+
+def _is_widget(kind) -> bool:
+    return isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")
+
+
+def _extra_widgets(name, spec) -> list[str]:
+    """Widgets the front end adds after an input: seed control, image upload."""
+    options = spec[1] if len(spec) > 1 else {}
+    extra = []
+    if spec[0] == "INT" and (name in ("seed", "noise_seed") or options.get("control_after_generate")):
+        extra.append("control")
+    if options.get("image_upload"):
+        extra.append("upload")
+    return extra
+
+
+def check_widget_values(node, info):
+    values = list(node["widgets_values"])
+    for name, spec in _all_inputs(info):
+        kind = spec[0]
+        if not _is_widget(kind):
+            continue
+        options = spec[1] if len(spec) > 1 else {}
+        assert values, f"{node['type']}: no value for {name}"
+        value = values.pop(0)
+        if isinstance(kind, list):
+            assert value in kind, f"{node['type']}.{name}: {value!r} not in {kind[:20]}"
+        elif kind == "INT":
+            assert isinstance(value, int) and not isinstance(value, bool)
+        elif kind == "FLOAT":
+            assert isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif kind == "STRING":
+            assert isinstance(value, str)
+        elif kind == "BOOLEAN":
+            assert isinstance(value, bool)
+        if kind in ("INT", "FLOAT"):
+            assert options.get("min", value) <= value <= options.get("max", value), (node["type"], name, value)
+        for extra in _extra_widgets(name, spec):
+            marker = values.pop(0)
+            assert marker in (("fixed", "increment", "decrement", "randomize") if extra == "control" else ("image",))
+    assert not values, f"{node['type']}: extra widget values {values}"
+
+
+# --------------------------------------------------------------------------------- ControlNet sampling
+
+
+@pytest.mark.slow
+def test_sd15_controlnet_workflow_samples_with_our_depth_as_hint(comfyui, depth_checkpoint, input_images, sd15_models):
+    checkpoint, controlnet = sd15_models
+
+    def shrunk(invert: bool) -> dict:
+        prompt = json.loads((WORKFLOWS / "api" / "sd15_depth_controlnet.json").read_text())
+        by_class = {n["class_type"]: n["inputs"] for n in prompt.values() if n["class_type"] != "CLIPTextEncode"}
+        by_class["LoadImage"]["image"] = "scene.png"
+        by_class["DepthAnythingEstimate"].update(input_size=SIZE, invert=invert)
+        by_class["CheckpointLoaderSimple"]["ckpt_name"] = checkpoint
+        by_class["ControlNetLoader"]["control_net_name"] = controlnet
+        by_class["EmptyLatentImage"].update(width=64, height=64)
+        by_class["KSampler"].update(steps=1)
+        by_class["SaveImage"]["filename_prefix"] = f"tests/sd15_{invert}"
+        return prompt
+
+    results = {}
+    for invert in (False, True):
+        entry, events = comfyui.run_with_events(shrunk(invert))
+        assert entry["status"]["status_str"] == "success", execution_error(entry)
+        save = next(i for i, n in shrunk(invert).items() if n["class_type"] == "SaveImage")
+        (path,) = comfyui.output_files(entry["outputs"], save)
+        results[invert] = np.asarray(Image.open(path)).astype(int)
+        sampler = next(i for i, n in shrunk(invert).items() if n["class_type"] == "KSampler")
+        assert any(kind == "progress" and d.get("node") == sampler for kind, d in events)  # it really sampled
+    image = results[False]
+    assert image.shape == (64, 64, 3) and image.std() > 1
+    # The hint reaches the UNet: the same seed and prompt with the inverted depth gives another image.
+    assert np.abs(results[True] - image).mean() > 0.01
+
+
+# ------------------------------------------------------------------------------------------- packaging
+
+
+def test_registry_metadata_and_requirements_for_comfyui_manager():
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    comfy = pyproject["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"] and comfy["Icon"]
+    assert pyproject["project"]["urls"]["Repository"].startswith("https://")
+    requirements = [
+        line.split("#")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()
+    ]
+    requirements = [r for r in requirements if r]
+    # torch and torchvision come with ComfyUI; letting pip touch them can swap a CUDA build for a CPU one.
+    library = [d for d in pyproject["project"]["dependencies"] if not d.startswith(("torch>", "torch=", "torchvision"))]
+    assert sorted(requirements) == sorted(library)
+    # What ComfyUI-Manager runs, without network: everything is already installed here, so pip resolves offline.
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "-r", str(REPO / "requirements.txt")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

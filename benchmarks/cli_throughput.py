@@ -126,7 +126,8 @@ def main() -> None:
         print(f"depth-anything command:     {n / min(ours):.3f} img/s ({min(ours):.1f} s)")
         ratios = [t / o for t, o in zip(theirs, ours)]
         print(f"speed-up: median of rounds {float(np.median(ratios)):.2f}x, "
-              f"best vs best {min(theirs) / min(ours):.2f}x (rounds: {', '.join(f'{r:.2f}x' for r in ratios)}); depth maps correlate at {correlation:.4f}")
+              f"best vs best {min(theirs) / min(ours):.2f}x (rounds: {', '.join(f'{r:.2f}x' for r in ratios)}); "
+              f"depth maps correlate at {correlation:.4f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -233,9 +233,7 @@ class DepthAnything(nn.Module):
                 if progress is not None:
                     progress(done, len(frames))
 
-        if all(r.shape == results[0].shape for r in results):
-            return torch.stack(results)
-        return results
+        return _stack_if_same_size(results)
 
     def _infer_tiled(
         self,
@@ -267,9 +265,7 @@ class DepthAnything(nn.Module):
                 report = lambda done, _total: progress(done_before + done, sum(passes))  # noqa: E731
             depth = tiled_predict(frame, predict, progress=report, batch_size=batch_size, align=align, **options)
             results.append(depth)
-        if all(r.shape == results[0].shape for r in results):
-            return torch.stack(results)
-        return results
+        return _stack_if_same_size(results)
 
     def _predict_images(self, batch: torch.Tensor, net_size: tuple[int, int]) -> torch.Tensor:
         """float (N, 3, H, W) in [0, 1] -> float32 (N, H, W) on the CPU, through the official pre-processing."""
@@ -300,3 +296,9 @@ class DepthAnything(nn.Module):
         self.__dict__.pop("_fp32_twin", None)  # weights or device changed: the twin is stale
         return super()._apply(fn, *args, **kwargs)
 
+
+def _stack_if_same_size(depths: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    """(B, H, W) when every map has one size, else the list: `infer`'s return convention."""
+    if all(d.shape == depths[0].shape for d in depths):
+        return torch.stack(depths)
+    return depths

@@ -1,9 +1,24 @@
-"""Depth Anything v1 / v2 / v2-metric as a depth preprocessor for image generation."""
+"""Depth Anything as a depth preprocessor for image and video generation.
 
-from .configs import ENCODERS, FAMILIES, KnownModel
-from .loading import CheckpointError, ModelNotAvailableError, default_cache_dir, list_models
-from .model import DepthAnything
-from .postprocess import COLORMAPS, NORMALIZE_MODES, colorize, normalize
+One pipeline for every surface (library, command line, ComfyUI nodes, diffusers helpers):
+prepare -> predict -> restore -> condition; see `depth_anything.pipeline` and docs/architecture.md.
+"""
+
+from .configs import ENCODERS, KnownModel
+from .conditioning import NORMALIZE_MODES, OUTPUT_KINDS, DepthRange, condition, normalize
+from .families import FAMILIES, ModelFamily, get_family, register_family
+from .families.depth_anything import DepthAnything
+from .loading import (
+    Checkpoint,
+    CheckpointError,
+    ModelNotAvailableError,
+    default_cache_dir,
+    list_models,
+    resolve_checkpoint,
+)
+from .model import DepthModel
+from .pipeline import NetworkBatch, OutputWindow
+from .postprocess import COLORMAPS, colorize
 from .transforms import processing_size
 
 __version__ = "0.1.0"
@@ -13,13 +28,24 @@ __all__ = [
     "ENCODERS",
     "FAMILIES",
     "NORMALIZE_MODES",
+    "OUTPUT_KINDS",
+    "Checkpoint",
     "CheckpointError",
     "DepthAnything",
+    "DepthModel",
+    "DepthRange",
     "KnownModel",
+    "ModelFamily",
     "ModelNotAvailableError",
+    "NetworkBatch",
+    "OutputWindow",
     "colorize",
+    "condition",
     "default_cache_dir",
+    "get_family",
     "list_models",
     "normalize",
     "processing_size",
+    "register_family",
+    "resolve_checkpoint",
 ]

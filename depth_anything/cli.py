@@ -8,18 +8,31 @@ Ray scale-out. Run `depth-anything --help` for every option with an example.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .batch.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Discovery, Source, discover
-from .batch.outputs import FORMATS, RenderOptions, SettingsMismatchError, check_settings, remove_stale_partials
-from .batch.pipeline import STORE_FOLDER, InferenceSettings, ModelSpec, Outcome, Task, stored_range
-from .configs import ENCODERS, resolve_family
-from .loading import CheckpointError, ModelNotAvailableError, family_from_name, resolve_source
-from .postprocess import COLORMAPS, NORMALIZE_MODES
+from .batch.outputs import FORMATS, RenderOptions, SettingsMismatchError, check_settings
+from .batch.pipeline import InferenceSettings, ModelSpec, Outcome, run_images, tasks_for
+from .configs import ENCODERS
+from .conditioning import NORMALIZE_MODES
+from .families import FAMILIES, get_family
+from .files import remove_stale_partials
+from .loading import CheckpointError, ModelNotAvailableError, resolve_checkpoint
+from .options import (
+    BATCH_SIZE,
+    DEFAULT_INPUT_SIZE,
+    HELP,
+    TILING_MODES,
+    batch_size_problem,
+    gamma_problem,
+    input_size_problem,
+    max_size_problem,
+    tile_problem,
+)
+from .postprocess import COLORMAPS
 
 EXIT_FAILED = 1  # some inputs failed; everything else was written
 EXIT_USAGE = 2  # nothing was done: bad options, model not loadable, output folder in use with other settings
@@ -93,34 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--family", metavar="NAME",
-        help="v1, v2, metric_indoor or metric_outdoor; needed when the checkpoint's file name does not tell (v1 "
-        "and v2 weights look identical). E.g. --family v1",
+        help=f"{', '.join(FAMILIES)}; needed when the checkpoint's file name does not tell (v1 and v2 weights "
+        "look identical). E.g. --family v1",
     )
     model.add_argument(
-        "--input-size", type=int, default=518, metavar="N",
-        help="short side the network sees, a multiple of 14 (default 518). E.g. --input-size 700",
+        "--input-size", type=int, metavar="N",
+        help=f"{HELP['input_size']} Default: the family's own ({DEFAULT_INPUT_SIZE} for v1 / v2). "
+        "E.g. --input-size 700",
     )
+    model.add_argument("--max-size", type=int, metavar="N", help=f"{HELP['max_size']} E.g. --max-size 2072")
     model.add_argument(
-        "--max-size", type=int, metavar="N",
-        help="cap on the long side the network sees, so thin panoramas do not run out of memory "
-        "(default 3 x input size). E.g. --max-size 2072",
+        "--tiled", choices=TILING_MODES, default="off",
+        help=f"{HELP['tiling']} Default off. E.g. --tiled auto",
     )
-    model.add_argument(
-        "--tiled", choices=("auto", "on", "off"), default="off",
-        help="tiled high-resolution depth without seams: on, off, or auto (only for images much larger than "
-        "the input size). Default off. E.g. --tiled auto",
-    )
-    model.add_argument("--tile", type=int, metavar="N", help="tile size in pixels with --tiled (default: chosen "
-                       "from the input size). E.g. --tile 1036")
-    model.add_argument("--overlap", type=int, metavar="N", help="overlap between tiles in pixels with --tiled "
-                       "(default: chosen from the tile). E.g. --overlap 256")
+    model.add_argument("--tile", type=int, metavar="N", help=f"With --tiled: {HELP['tile']} E.g. --tile 1036")
+    model.add_argument("--overlap", type=int, metavar="N", help=f"With --tiled: {HELP['overlap']} E.g. --overlap 256")
 
     look = parser.add_argument_group("output format")
     look.add_argument(
-        "--format", choices=FORMATS,
-        help="side-by-side: image | 50 px gap | depth (default, as run.py); png8: depth only; png16: 16-bit "
-        "grayscale depth (65536 levels, for ControlNet training); npy: raw float32 depth (disparity, or metres "
-        "for metric models). E.g. --format png16",
+        "--format", choices=FORMATS, help=f"{HELP['format']} Default side-by-side. E.g. --format png16",
     )
     look.add_argument("--pred-only", action="store_true",
                       help="save the depth alone, as run.py --pred-only (same as --format png8). E.g. --pred-only")
@@ -133,14 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     look.add_argument(
         "--normalize", choices=NORMALIZE_MODES,
-        help="per_image: each map's own min..max (default for images, as run.py); batch: one range for the whole "
-        "run or clip (default for videos: no flicker); percentile: each map's 2nd..98th percentile, robust to "
-        "outliers. E.g. --normalize batch",
+        help=f"{HELP['normalize']} Default per_image for images (as run.py), batch for videos. "
+        "E.g. --normalize batch",
     )
+    look.add_argument("--invert", action="store_true", help=f"{HELP['invert']} E.g. --invert")
+    look.add_argument("--gamma", type=float, default=1.0, metavar="G",
+                      help=f"{HELP['gamma']} Default 1. E.g. --gamma 1.5")
 
     run = parser.add_argument_group("running")
-    run.add_argument("--batch-size", type=int, default=4, metavar="N",
-                     help="same-size images (or video frames) per forward pass (default 4). E.g. --batch-size 16")
+    run.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="N",
+                     help=f"{HELP['batch_size']} Default {BATCH_SIZE}. E.g. --batch-size 16")
     run.add_argument("--device", metavar="DEVICE",
                      help="cuda, cuda:1, mps or cpu (default: the best available). E.g. --device cuda:1")
     run.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
@@ -165,46 +171,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_checkpoint(encoder: str, family: str | None) -> str:
-    """The official model for an encoder; a copy where the official scripts keep it (checkpoints/) wins."""
-    names = {
-        "v1": f"depth_anything_{encoder}14",
-        "v2": f"depth_anything_v2_{encoder}",
-        "metric_indoor": f"depth_anything_v2_metric_hypersim_{encoder}",
-        "metric_outdoor": f"depth_anything_v2_metric_vkitti_{encoder}",
-    }
-    name = names[resolve_family(family).name if family else "v2"]
-    local = Path("checkpoints") / f"{name}.pth"
-    return str(local) if local.is_file() else name
+    """The official model of a family for an encoder; a copy where the official scripts keep it (checkpoints/)
+    wins."""
+    chosen = get_family(family or "v2")
+    known = next((m for m in chosen.known_models if m.encoder == encoder), None)
+    if known is None:
+        raise UsageError(f"no released {chosen.name} model for --encoder {encoder}; give --checkpoint")
+    local = Path("checkpoints") / Path(known.filename).name
+    return str(local) if local.is_file() else known.name
 
 
 def _model_spec(args) -> ModelSpec:
-    if args.family:
-        try:
-            resolve_family(args.family)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-    checkpoint = args.checkpoint or _default_checkpoint(args.encoder or "vitl", args.family)
     try:
-        path, registry_family = resolve_source(checkpoint)
+        checkpoint = resolve_checkpoint(
+            args.checkpoint or _default_checkpoint(args.encoder or "vitl", args.family), family=args.family
+        )
     except (FileNotFoundError, ModelNotAvailableError) as exc:
         hint = "" if args.checkpoint else (
             " Or give --checkpoint PATH, or keep the file in ./checkpoints/ as the official scripts do."
         )
         raise UsageError(f"{exc}{hint}") from exc
-    family = args.family or registry_family
-    if family is None and path.is_file():
-        family = family_from_name(path.name)  # keep the name's family: `path` may be a cached copy
+    except (CheckpointError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
     dtype = None if args.dtype == "auto" else args.dtype
-    return ModelSpec(str(path), family, args.device, dtype)
+    return ModelSpec(str(checkpoint.path), checkpoint.family.name, args.device, dtype)
 
 
 def _check_options(args) -> None:
     if not args.img_path and not args.video_path:
         raise UsageError("give --img-path and/or --video-path (see --help for examples)")
-    if args.input_size < 14 or args.input_size % 14:
-        raise UsageError(f"--input-size must be a positive multiple of 14 (e.g. 518), got {args.input_size}")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    for problem in (
+        None if args.input_size is None else input_size_problem(args.input_size, "--input-size", maximum=None),
+        max_size_problem(args.max_size),
+        batch_size_problem(args.batch_size),
+        gamma_problem(args.gamma),
+        tile_problem(args.tile, args.overlap),
+    ):
+        if problem is not None:
+            raise UsageError(problem)
     if args.pred_only and args.format == "side-by-side":
         raise UsageError("--pred-only saves depth alone; it contradicts --format side-by-side")
     if args.grayscale and args.colormap:
@@ -212,8 +216,8 @@ def _check_options(args) -> None:
     fmt = _image_format(args)
     if fmt in ("png16", "npy") and (args.colormap or args.grayscale):
         raise UsageError(f"--format {fmt} is not coloured; --colormap / --grayscale apply to png8 and side-by-side")
-    if fmt == "npy" and args.normalize:
-        raise UsageError("--format npy keeps the raw depth; --normalize applies to the picture formats")
+    if fmt == "npy" and (args.normalize or args.invert or args.gamma != 1.0):
+        raise UsageError("--format npy keeps the raw depth; --normalize / --invert / --gamma apply to pictures")
     if args.video_path and args.format in ("png16", "npy"):
         raise UsageError(f"video output is side-by-side or depth only (--pred-only), not --format {args.format}")
     if args.tiled == "off" and (args.tile or args.overlap):
@@ -229,13 +233,6 @@ def _image_format(args) -> str:
 
 
 def _inference_settings(args) -> InferenceSettings:
-    if args.tiled != "off":
-        from .tiling import tile_grid
-
-        try:  # the same checks every image would fail, made once up front
-            tile_grid(4096, 4096, tile=args.tile, overlap=args.overlap, model_size=args.input_size)
-        except ValueError as exc:
-            raise UsageError(f"--tile / --overlap: {exc}") from exc
     return InferenceSettings(args.input_size, args.max_size, args.batch_size, args.tiled, args.tile, args.overlap)
 
 
@@ -300,62 +297,19 @@ def _note_ignored(args, found: Discovery, kind: str) -> None:
 # ----------------------------------------------------------------------------------------------------- run
 
 
-def _tasks(sources: Sequence[Source], outdir: Path, suffix: str, store: bool = False) -> list[Task]:
-    tasks = []
-    for source in sources:
-        output = outdir / source.relative.with_name(source.relative.name + suffix)
-        kept = outdir / STORE_FOLDER / source.relative.with_name(source.relative.name + ".npz") if store else None
-        tasks.append(Task(source.path, output, kept))
-    return tasks
-
-
 def _run_images(args, engine, sources: Sequence[Source], outdir: Path, options: RenderOptions, report: Report) -> None:
-    tasks = _tasks(sources, outdir, options.suffix, store=options.two_pass)
-    todo = [t for t in tasks if args.overwrite or not t.output.exists()]
-    report.skipped += len(tasks) - len(todo)
-    folders = {t.output.parent for t in todo} | {t.store.parent for t in todo if t.store is not None}
-    removed = remove_stale_partials(folders)
-    if removed:
-        _note(args, f"removed {removed} unfinished temporary file(s) of an interrupted run")
-    if not todo:
-        return
-    if not options.two_pass:
-        progress = _Progress(len(todo), "img", "depth", args.quiet)
-        try:
-            report.add(engine.images(todo, options, on_outcome=progress))
-        finally:
-            progress.close()
-        return
-
-    # One range for all: every image's depth (finished ones too, for the range) is stored first.
-    store_root = outdir / STORE_FOLDER
-    if args.overwrite and store_root.exists():
-        shutil.rmtree(store_root)
-    need_depth = [t for t in tasks if not t.store.exists()]
-    progress = _Progress(len(need_depth), "img", "depth 1/2", args.quiet)
-    try:
-        first = engine.images(need_depth, options, store=True, on_outcome=progress)
-    finally:
-        progress.close()
-    failed = {o.task for o in first if not o.ok}
-    report.add([o for o in first if not o.ok])
-    stored = [t for t in tasks if t not in failed and t.store.exists()]
-    if not stored:
-        return
-    value_range = stored_range(t.store for t in stored)
-    ready = [t for t in todo if t not in failed]
-    progress = _Progress(len(ready), "img", "write 2/2", args.quiet)
-    try:
-        second = engine.render_stored(ready, options, value_range, on_outcome=progress)
-    finally:
-        progress.close()
-    report.add(second)
-    if all(o.ok for o in second):  # every readable input has its output: the stored depth has done its job
-        shutil.rmtree(store_root, ignore_errors=True)
+    done = run_images(
+        engine, sources, outdir, options, overwrite=args.overwrite,
+        progress=lambda total, description: _Progress(total, "img", description, args.quiet),
+    )
+    if done.removed_partials:
+        _note(args, f"removed {done.removed_partials} unfinished temporary file(s) of an interrupted run")
+    report.skipped += done.skipped
+    report.add(done.outcomes)
 
 
 def _run_videos(args, engine, sources: Sequence[Source], outdir: Path, options: RenderOptions, report: Report) -> None:
-    tasks = _tasks(sources, outdir, ".mp4")
+    tasks = tasks_for(sources, outdir, ".mp4")
     todo = [t for t in tasks if args.overwrite or not t.output.exists()]
     report.skipped += len(tasks) - len(todo)
     remove_stale_partials({t.output.parent for t in todo})
@@ -417,11 +371,13 @@ def run(args) -> int:
     try:
         official_colormap = "inferno" if family.name == "v1" else "Spectral_r"
         colormap = "grayscale" if args.grayscale else args.colormap or official_colormap
-        image_options = RenderOptions(_image_format(args), colormap, args.normalize or "per_image", family.is_metric)
+        look = dict(kind=family.output_kind, invert=args.invert, gamma=args.gamma)
+        image_options = RenderOptions(_image_format(args), colormap, args.normalize or "per_image", **look)
         video_options = RenderOptions("png8" if args.pred_only or args.format == "png8" else "side-by-side",
-                                      colormap, args.normalize or "batch", family.is_metric)
+                                      colormap, args.normalize or "batch", **look)
+        input_size = settings.input_size or family.preprocessing.input_size
         model_record = dict(checkpoint=Path(spec.checkpoint).name, family=family.name, encoder=encoder,
-                            input_size=settings.input_size, max_size=settings.max_size, tiled=settings.tiled,
+                            input_size=input_size, max_size=settings.max_size, tiled=settings.tiled,
                             tile=settings.tile, overlap=settings.overlap)
         kinds = {}
         if images.sources:

@@ -1,4 +1,7 @@
-"""Model configurations as data: encoders, families and the released checkpoints."""
+"""Configurations as data: the ViT encoders and the record of a released checkpoint.
+
+Families (v1, v2, metric, ...) and their released checkpoints live in `depth_anything.families`.
+"""
 
 from __future__ import annotations
 
@@ -32,56 +35,6 @@ ENCODER_BY_DIM = {cfg.embed_dim: cfg for cfg in ENCODERS.values()}
 
 
 @dataclass(frozen=True)
-class Family:
-    name: str
-    description: str
-    max_depth: float | None = None  # set for metric models: sigmoid output x max_depth = metres
-
-    @property
-    def is_metric(self) -> bool:
-        return self.max_depth is not None
-
-    @property
-    def uses_v1_taps(self) -> bool:
-        return self.name == "v1"
-
-
-FAMILIES: dict[str, Family] = {
-    "v1": Family("v1", "Depth Anything v1, relative disparity"),
-    "v2": Family("v2", "Depth Anything v2, relative disparity"),
-    "metric_indoor": Family("metric_indoor", "Depth Anything v2 metric, Hypersim (indoor), metres up to 20", 20.0),
-    "metric_outdoor": Family("metric_outdoor", "Depth Anything v2 metric, Virtual KITTI (outdoor), metres up to 80", 80.0),
-}
-
-FAMILY_ALIASES = {
-    "v1": "v1",
-    "v2": "v2",
-    "metric_indoor": "metric_indoor",
-    "metric-indoor": "metric_indoor",
-    "metric indoor": "metric_indoor",
-    "indoor": "metric_indoor",
-    "hypersim": "metric_indoor",
-    "v2_metric_hypersim": "metric_indoor",
-    "metric_outdoor": "metric_outdoor",
-    "metric-outdoor": "metric_outdoor",
-    "metric outdoor": "metric_outdoor",
-    "outdoor": "metric_outdoor",
-    "vkitti": "metric_outdoor",
-    "v2_metric_vkitti": "metric_outdoor",
-}
-
-
-def resolve_family(name: str) -> Family:
-    """Return the family for a name or alias ("v1", "v2", "metric_indoor", "hypersim", ...)."""
-    key = FAMILY_ALIASES.get(str(name).strip().lower())
-    if key is None:
-        raise ValueError(
-            f"Unknown model family {name!r}. Use one of: v1, v2, metric_indoor (Hypersim), metric_outdoor (VKITTI)."
-        )
-    return FAMILIES[key]
-
-
-@dataclass(frozen=True)
 class KnownModel:
     """An officially released checkpoint that `from_pretrained` can fetch by name."""
 
@@ -97,25 +50,3 @@ class KnownModel:
     def url(self) -> str:
         prefix = "spaces/" if self.repo_type == "space" else ""
         return f"https://huggingface.co/{prefix}{self.repo_id}/blob/main/{self.filename}"
-
-
-def _known_models() -> dict[str, KnownModel]:
-    models = {}
-    for enc in ("vits", "vitb", "vitl"):
-        name = f"depth_anything_{enc}14"
-        models[name] = KnownModel(
-            name, "v1", enc, "LiheYoung/Depth-Anything", f"checkpoints/{name}.pth", "Apache-2.0", repo_type="space"
-        )
-    sizes = {"vits": "Small", "vitb": "Base", "vitl": "Large"}
-    for enc, size in sizes.items():
-        licence = "Apache-2.0" if enc == "vits" else "CC-BY-NC-4.0"
-        name = f"depth_anything_v2_{enc}"
-        models[name] = KnownModel(name, "v2", enc, f"depth-anything/Depth-Anything-V2-{size}", f"{name}.pth", licence)
-        for dataset, family in (("hypersim", "metric_indoor"), ("vkitti", "metric_outdoor")):
-            name = f"depth_anything_v2_metric_{dataset}_{enc}"
-            repo = f"depth-anything/Depth-Anything-V2-Metric-{'Hypersim' if dataset == 'hypersim' else 'VKITTI'}-{size}"
-            models[name] = KnownModel(name, family, enc, repo, f"{name}.pth", licence)
-    return models
-
-
-KNOWN_MODELS: dict[str, KnownModel] = _known_models()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from einops import rearrange
 
 
 class ResidualConvUnit(nn.Module):
@@ -87,7 +88,7 @@ class DPTHead(nn.Module):
         """tokens: four (B, patch_h * patch_w, C) maps without the class token -> (B, 1, 14 patch_h, 14 patch_w)."""
         layers = []
         for i, x in enumerate(tokens):
-            x = x.transpose(1, 2).reshape(x.shape[0], x.shape[-1], patch_h, patch_w)
+            x = rearrange(x, "b (h w) c -> b c h w", h=patch_h, w=patch_w)
             x = self.resize_layers[i](self.projects[i](x))
             layers.append(x)
 

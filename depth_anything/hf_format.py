@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .configs import ENCODERS, Family
+from .configs import ENCODERS
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 ATTENTION_NAMES = {
@@ -111,18 +111,7 @@ def to_transformers_state(state: dict[str, torch.Tensor], version: int = 5) -> d
     return out
 
 
-def family_from_config(config: dict) -> tuple[str, float | None]:
-    """(family, max_depth) from a transformers DepthAnythingConfig dict."""
-    if config.get("depth_estimation_type") == "metric":
-        max_depth = float(config.get("max_depth") or 1.0)
-        return ("metric_outdoor" if max_depth > 40 else "metric_indoor"), max_depth
-    backbone = config.get("backbone_config") or {}
-    layers = backbone.get("num_hidden_layers", 12)
-    last_four = list(range(layers - 3, layers + 1))  # transformers counts stages from 1 (0 = embeddings)
-    return ("v1" if list(backbone.get("out_indices") or []) == last_four else "v2"), None
-
-
-def transformers_config(encoder: str, family: Family, max_depth: float | None = None) -> dict:
+def transformers_config(encoder: str, family, max_depth: float | None = None) -> dict:
     """A DepthAnythingConfig as a dict, for `DepthAnythingConfig(**d)` or config.json."""
     cfg = ENCODERS[encoder]
     taps = cfg.v1_taps if family.uses_v1_taps else cfg.v2_taps

@@ -1,6 +1,14 @@
-"""Checkpoint loading: official .pth, safetensors repacks, transformers folders and known model names.
+"""The one checkpoint resolver: source (+ optional family) -> file, family and licence -> a loaded model.
 
-Loading is strict (every tensor used, none missing) and safe (pickles are read weights-only).
+    source ──locate──> file or folder ──identify──> Checkpoint ──family.build──> DepthModel
+    (path, folder,      (known names      (family from the       (strict: every tensor
+     known name)         download once)    option, the name,      used, none missing,
+                                           config.json or the     all finite)
+                                           weights' layout)
+
+Every surface resolves checkpoints here: `from_pretrained`, the command line and the ComfyUI loader, which
+caches models keyed on what `resolve_checkpoint` decided. Loading is safe: pickles are read weights-only, so a
+file that would run code is refused.
 """
 
 from __future__ import annotations
@@ -9,29 +17,30 @@ import difflib
 import json
 import os
 import pickle
-import re
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .configs import ENCODER_BY_DIM, KNOWN_MODELS, Family, KnownModel, resolve_family
-from .hf_format import family_from_config, from_transformers_state, is_transformers_layout
+from .configs import KnownModel
+from .devices import choose_device, choose_dtype
+from .families import (
+    FAMILIES,
+    ModelFamily,
+    families_with_layout,
+    family_from_config,
+    family_from_name,
+    get_family,
+    known_models,
+)
 
 WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.bin", "model.pth")
-DTYPES = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
 class CheckpointError(ValueError):
-    """A file that is not a usable Depth Anything checkpoint."""
+    """A file that is not a usable checkpoint; the message names the file and what to do."""
 
 
 class ModelNotAvailableError(FileNotFoundError):
@@ -49,7 +58,7 @@ def list_models() -> list[KnownModel]:
     >>> [m.name for m in list_models()][:2]
     ['depth_anything_vits14', 'depth_anything_vitb14']
     """
-    return list(KNOWN_MODELS.values())
+    return list(known_models().values())
 
 
 # ---------------------------------------------------------------------------------------------- reading files
@@ -96,31 +105,24 @@ def _unwrap(state, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-# ----------------------------------------------------------------------------------------------- the family
-
-
-def family_from_name(name: str) -> str | None:
-    """The family a checkpoint's file or folder name tells, or None when it does not."""
-    n = name.lower().replace("-", "_")
-    if "metric" in n or "hypersim" in n or "vkitti" in n:
-        if "hypersim" in n or "indoor" in n:
-            return "metric_indoor"
-        if "vkitti" in n or "outdoor" in n:
-            return "metric_outdoor"
+def _read_config(folder: Path) -> dict | None:
+    path = folder / "config.json"
+    if not path.is_file():
         return None
-    if re.search(r"(^|[^a-z0-9])v2([^0-9]|$)|anything_?v2", n):
-        return "v2"
-    if re.search(r"(^|[^a-z0-9])v1([^0-9]|$)|anything_?v1|vit[sblg]14", n):
-        return "v1"
-    return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not readable JSON ({exc}); fix or remove the file.") from exc
 
 
-def _ambiguous_family(path: Path) -> CheckpointError:
-    return CheckpointError(
-        f"{path}: cannot tell whether this is a Depth Anything v1, v2 or v2-metric checkpoint: their weights have "
-        "identical keys, so loading the wrong one silently gives wrong depth. Pass family='v1', 'v2', "
-        "'metric_indoor' or 'metric_outdoor' (or keep the official file name, e.g. depth_anything_v2_vits.pth)."
-    )
+def _weights_file(folder: Path) -> Path:
+    for name in WEIGHT_FILE_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    candidates = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+    if len(candidates) == 1:
+        return candidates[0]
+    raise CheckpointError(f"{folder}: found no single weights file (looked for {', '.join(WEIGHT_FILE_NAMES)}).")
 
 
 # -------------------------------------------------------------------------------------------- known models
@@ -150,110 +152,139 @@ def fetch_known_model(model: KnownModel, cache_dir: str | Path | None = None) ->
     return local
 
 
-def resolve_source(source: str | Path, cache_dir: str | Path | None = None) -> tuple[Path, str | None]:
-    """(path, family known from the name registry) for a file, folder or known model name."""
+def locate(source: str | Path, cache_dir: str | Path | None = None) -> tuple[Path, KnownModel | None]:
+    """(file or folder, the known model it is, if any) for a path or a known model name (downloaded once)."""
     path = Path(source).expanduser()
     if path.exists():
-        return path, None
+        return path, known_models().get(path.stem) if path.is_file() else None
     name = str(source)
-    if name in KNOWN_MODELS:
-        model = KNOWN_MODELS[name]
-        return fetch_known_model(model, cache_dir), model.family
-    close = difflib.get_close_matches(name, KNOWN_MODELS, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else f" Known names: {', '.join(KNOWN_MODELS)}."
+    known = known_models()
+    if name in known:
+        return fetch_known_model(known[name], cache_dir), known[name]
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else f" Known names: {', '.join(known)}."
     raise FileNotFoundError(f"{name!r} is neither an existing file or folder nor a known model name.{hint}")
+
+
+# ---------------------------------------------------------------------------------------------- resolving
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint on disk and what it is. Made by `resolve_checkpoint`; the weights are read on first use.
+
+    Attributes:
+        source: what the user gave (a path or a known name).
+        path: the checkpoint file, or the folder of a transformers export.
+        weights_file: the file holding the tensors.
+        family: the model family, decided once here.
+        config: a folder's config.json, when there is one.
+        known: the released model this is, when it is one (its repository and licence).
+    """
+
+    source: str
+    path: Path
+    weights_file: Path
+    family: ModelFamily
+    config: dict | None = None
+    known: KnownModel | None = None
+    _state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def license(self) -> str | None:
+        return self.known.license if self.known else None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The checkpoint's tensors (read once, kept until `release`)."""
+        if self._state is None:
+            self._state = read_state_dict(self.weights_file)
+        return self._state
+
+    def release(self) -> None:
+        """Drop the tensors read, once a model holds them."""
+        self._state = None
+
+
+def resolve_checkpoint(
+    source: str | Path, *, family: str | ModelFamily | None = None, cache_dir: str | Path | None = None
+) -> Checkpoint:
+    """Find a checkpoint and decide its family, once, for every surface.
+
+    The family is, in this order: `family` when given; the known model's; what a folder's config.json says;
+    what the file (or folder) name says; and last what the weights' layout says, when only one family has it.
+    v1, v2 and v2-metric share one layout, so a renamed file of theirs is refused with a message that asks for
+    the family instead of silently giving wrong depth.
+
+    Example:
+        >>> checkpoint = resolve_checkpoint("depth_anything_v2_vits")  # doctest: +SKIP
+        >>> checkpoint.family.name, checkpoint.license  # doctest: +SKIP
+        ('v2', 'Apache-2.0')
+    """
+    path, known = locate(source, cache_dir)
+    if path.is_dir():
+        weights_file, config = _weights_file(path), _read_config(path)
+    else:
+        weights_file, config = path, None
+    checkpoint = Checkpoint(str(source), path, weights_file, None, config, known)  # type: ignore[arg-type]
+    checkpoint.family = _decide_family(checkpoint, family)
+    return checkpoint
+
+
+def family_hint(candidates) -> str:
+    """How to choose among `candidates` on every surface."""
+    names = [f"'{family.name}'" for family in candidates]
+    listed = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+    return (
+        f"set the family: family={listed} in Python, --family on the command line, or 'family' on the Load "
+        "Depth Anything Model node"
+    )
+
+
+def _decide_family(checkpoint: Checkpoint, family: str | ModelFamily | None) -> ModelFamily:
+    if family is not None:
+        return get_family(family)
+    if checkpoint.known is not None:
+        return get_family(checkpoint.known.family)
+    told = None
+    if checkpoint.config is not None:
+        told = family_from_config(checkpoint.config)
+    told = told or family_from_name(checkpoint.weights_file.name)
+    if told is None and checkpoint.path.is_dir():
+        told = family_from_name(checkpoint.path.name)
+    if told is not None:
+        return told
+    candidates = families_with_layout(checkpoint.state_dict())
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        keys = ", ".join(list(checkpoint.state_dict())[:3])
+        raise CheckpointError(
+            f"{checkpoint.weights_file}: its tensors (first keys: {keys}) fit no supported model family "
+            f"({', '.join(FAMILIES)}), so it is not a checkpoint this library can load."
+        )
+    names = " / ".join(f.name for f in candidates)
+    raise CheckpointError(
+        f"{checkpoint.weights_file}: cannot tell whether this is a {names} checkpoint: their weights have "
+        f"identical keys, so loading the wrong one silently gives wrong depth. Keep the official file name "
+        f"(e.g. depth_anything_v2_vits.pth), or {family_hint(candidates)}."
+    )
 
 
 # ------------------------------------------------------------------------------------------------- loading
 
 
-def _read_source(path: Path) -> tuple[dict[str, torch.Tensor], Path, dict | None]:
-    """(state dict, the weights file, config.json of a folder if any)."""
-    if path.is_dir():
-        config_path = path / "config.json"
-        config = json.loads(config_path.read_text()) if config_path.is_file() else None
-        for name in WEIGHT_FILE_NAMES:
-            if (path / name).is_file():
-                return read_state_dict(path / name), path / name, config
-        candidates = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".pth", ".bin", ".pt"))
-        if len(candidates) == 1:
-            return read_state_dict(candidates[0]), candidates[0], config
-        raise CheckpointError(f"{path}: found no single weights file (looked for {', '.join(WEIGHT_FILE_NAMES)}).")
-    return read_state_dict(path), path, None
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], weights_file: Path, dtype: torch.dtype) -> None:
+    """Load `state` into `model` (built on the meta device) strictly, cast tensor by tensor to `dtype`.
 
-
-def _encoder_from_state(state: dict[str, torch.Tensor], path: Path) -> str:
-    cls_token = state.get("pretrained.cls_token")
-    if cls_token is None:
-        raise CheckpointError(
-            f"{path}: has no 'pretrained.cls_token' tensor, so it is not a Depth Anything checkpoint "
-            f"(first keys: {', '.join(list(state)[:3])})."
-        )
-    cfg = ENCODER_BY_DIM.get(cls_token.shape[-1])
-    if cfg is None:
-        raise CheckpointError(f"{path}: encoder width {cls_token.shape[-1]} matches no Depth Anything encoder.")
-    blocks = {int(k.split(".")[2]) for k in state if k.startswith("pretrained.blocks.")}
-    if len(blocks) != cfg.depth:
-        raise CheckpointError(f"{path}: has {len(blocks)} encoder blocks; {cfg.name} has {cfg.depth}.")
-    return cfg.name
-
-
-def _to_timm_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # DINOv2-giant's fused SwiGLU is `w12` / `w3` officially, `fc1` / `fc2` in timm.
-    return {k.replace(".mlp.w12.", ".mlp.fc1.").replace(".mlp.w3.", ".mlp.fc2."): v for k, v in state.items()}
-
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    if device is not None and str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}.")
-        return dtype
-    if dtype is None or str(dtype) == "auto":
-        return torch.float32 if device.type == "cpu" else torch.float16
-    if str(dtype).lower() not in DTYPES:
-        raise ValueError(f"Unknown dtype {dtype!r}; use fp32, fp16 or bf16.")
-    return DTYPES[str(dtype).lower()]
-
-
-def load_model(cls, source, *, family=None, device=None, dtype=None, cache_dir=None):
-    """Implements `DepthAnything.from_pretrained` (see there)."""
-    path, registry_family = resolve_source(source, cache_dir)
-    state, weights_file, config = _read_source(path)
-
-    max_depth = None
-    if is_transformers_layout(state):
-        state = from_transformers_state(state)
-        if config is not None and family is None:
-            family, max_depth = family_from_config(config)
-    chosen: str | Family | None = family or registry_family or family_from_name(weights_file.name)
-    if chosen is None and path.is_dir():
-        chosen = family_from_name(path.name)
-    if chosen is None:
-        raise _ambiguous_family(weights_file)
-    family_obj = resolve_family(chosen) if isinstance(chosen, str) else chosen
-    if max_depth is not None and max_depth == family_obj.max_depth:
-        max_depth = None
-
-    encoder = _encoder_from_state(state, weights_file)
-    with torch.device("meta"):
-        model = cls(encoder=encoder, family=family_obj, max_depth=max_depth)
-    state = _to_timm_names(state)
+    Missing, unexpected and wrong-shape tensors are one CheckpointError naming the file, as are non-finite
+    weights (a model with NaN weights would write black maps without a word).
+    """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{weights_file}: does not fit Depth Anything {encoder}: "
+            f"{weights_file}: does not fit {model.family.description}: "
             f"{len(missing)} missing tensors (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})."
         )
     wrong_shape = [k for k, v in state.items() if v.shape != expected[k].shape]
@@ -262,13 +293,29 @@ def load_model(cls, source, *, family=None, device=None, dtype=None, cache_dir=N
         raise CheckpointError(
             f"{weights_file}: tensor {k} has shape {tuple(state[k].shape)}, expected {tuple(expected[k].shape)}."
         )
-
-    target_device = pick_device(device)
-    target_dtype = pick_dtype(dtype, target_device)
+    broken = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:
+        raise CheckpointError(
+            f"{weights_file}: tensor {broken} holds NaN or infinite values; the file is damaged. Download it again."
+        )
     # Cast tensor by tensor straight to the target dtype: a giant model never exists twice in float32.
-    model.load_state_dict({k: v.to(target_dtype) for k, v in state.items()}, strict=True, assign=True)
-    # The head's convolutions run 1.5-1.7x faster channels-last (oneDNN on CPU, tensor cores on GPU).
-    model.depth_head.to(memory_format=torch.channels_last)
+    model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
+
+
+def load_model(
+    checkpoint: Checkpoint,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    backend: str = "eager",
+):
+    """A resolved checkpoint -> its family's model on `device` in `dtype` (the device / dtype policy of
+    `depth_anything.devices`), running on `backend`."""
+    target_device = choose_device(device)
+    target_dtype = choose_dtype(dtype, target_device)
+    model = checkpoint.family.build(checkpoint, target_dtype)
+    checkpoint.release()
     model = model.to(device=target_device).eval()
-    model.source = str(source)
-    return model
+    model.source = checkpoint.source
+    model.checkpoint = checkpoint
+    return model.use_backend(backend)

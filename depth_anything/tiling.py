@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .transforms import PATCH, processing_size
+from .options import OVERLAP_FRACTION, PATCH, TILE_SPAN, check, input_size_problem, overlap_problem, tile_problem
+from .transforms import processing_size
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
-TILE_SPAN = 5  # a default tile spans at least 1/5 of the short side, so that a model still sees a scene in it
 # "auto" tiles when tiles see at least this many times finer than the global pass; at 1.67x (1280 x 864 at 518)
 # tiling already measured 2.3x the boundary F1 and 18% lower AbsRel (BENCHMARKS.md)
 AUTO_MIN_GAIN = 1.5
@@ -131,16 +131,12 @@ def tile_grid(
     """
     if height < 1 or width < 1:
         raise ValueError(f"Image has an empty side ({width}x{height}).")
-    if model_size < PATCH or model_size % PATCH:
-        raise ValueError(f"model_size must be a positive multiple of {PATCH} (e.g. 518), got {model_size}.")
+    check(input_size_problem(model_size, "model_size", maximum=None), tile_problem(tile))
     if tile is None:
         tile = default_tile(height, width, model_size)
-    elif isinstance(tile, bool) or not isinstance(tile, int) or tile < PATCH or tile % PATCH:
-        raise ValueError(f"tile must be a positive multiple of {PATCH} (e.g. 518), got {tile!r}.")
+    check(overlap_problem(overlap, tile))
     if overlap is None:
-        overlap = tile // 4
-    elif isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < tile:
-        raise ValueError(f"overlap must be an integer from 0 to tile - 1 = {tile - 1}, got {overlap!r}.")
+        overlap = tile // OVERLAP_FRACTION
     if height <= tile and width <= tile:
         return None
     tile_height, tile_width = min(tile, height), min(tile, width)

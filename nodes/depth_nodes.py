@@ -18,31 +18,44 @@ import comfy.model_management as mm
 import comfy.utils
 import folder_paths
 
-from depth_anything import COLORMAPS, NORMALIZE_MODES, CheckpointError, colorize, normalize, processing_size
-from depth_anything.loading import family_from_name
-from depth_anything.postprocess import to_uint16
-from depth_anything.transforms import PATCH
+from depth_anything import COLORMAPS, NORMALIZE_MODES, colorize, condition, resolve_checkpoint
+from depth_anything.conditioning import quantize
+from depth_anything.files import write_atomic
+from depth_anything.options import (
+    BATCH_SIZE,
+    DEFAULT_INPUT_SIZE,
+    HELP,
+    MAX_INPUT_SIZE,
+    MAX_TILE,
+    PATCH,
+    TILING_MODES,
+    input_size_problem,
+    tile_problem,
+    tiling_mode,
+)
 
 from . import managed, model_files
 
 CATEGORY = "Depth Anything"
 MODEL_TYPE = "DEPTH_ANYTHING_MODEL"
 RAW_DEPTH_TYPE = "DEPTH_ANYTHING_RAW"
-TILING_CHOICES = ("off", "auto", "on")
-MAX_INPUT_SIZE = 4088  # a multiple of 14; beyond it use tiling
 
 
 @dataclass(frozen=True)
 class RawDepth:
     """What flows along DEPTH_ANYTHING_RAW links: the network's values before normalisation.
 
-    values: float32 (B, H, W) on the CPU, disparity (near = large, arbitrary scale) for relative models and
-    depth in metres for metric ones.
+    values: float32 (B, H, W) on the CPU in the model's own quantity (`kind`): disparity (near = large,
+    arbitrary scale) for relative models, depth in metres for metric ones.
     """
 
     values: torch.Tensor
-    is_metric: bool
+    kind: str
     model: str
+
+    @property
+    def is_metric(self) -> bool:
+        return self.kind == "metric_depth"
 
 
 # ------------------------------------------------------------------------------------------- shared inputs
@@ -62,100 +75,47 @@ def _model_name_input() -> tuple:
 def _input_size_input() -> tuple:
     return (
         "INT",
-        {
-            "default": 518,
-            "min": PATCH,
-            "max": MAX_INPUT_SIZE,
-            "step": PATCH,
-            "tooltip": "Short side (pixels, multiple of 14) the network sees. 518 is what the models were trained "
-            "at; larger sees finer detail and costs time and memory. The output keeps the input's own size.",
-        },
+        {"default": DEFAULT_INPUT_SIZE, "min": PATCH, "max": MAX_INPUT_SIZE, "step": PATCH, "tooltip": HELP["input_size"]},
     )
 
 
 def _normalization_input() -> tuple:
-    return (
-        list(NORMALIZE_MODES),
-        {
-            "default": "per_image",
-            "tooltip": "per_image: each map spans 0-1. batch: one range for the whole batch, so video frames do "
-            "not flicker. percentile: each map's 2-98 % range, robust to a few extreme pixels.",
-        },
-    )
+    return (list(NORMALIZE_MODES), {"default": "per_image", "tooltip": HELP["normalize"]})
 
 
 def _tiling_input() -> tuple:
-    return (
-        list(TILING_CHOICES),
-        {
-            "default": "off",
-            "tooltip": "Tiled high-resolution depth: the image is cut into overlapping tiles, each seen at "
-            "input_size, aligned to a whole-image estimate and blended without seams. auto tiles only images "
-            "much larger than input_size.",
-        },
-    )
+    return (list(TILING_MODES), {"default": "off", "tooltip": HELP["tiling"]})
 
 
-def _check_input_size(input_size) -> bool | str:
-    if input_size is None:  # linked from another node: checked when it runs
-        return True
-    if not PATCH <= input_size <= MAX_INPUT_SIZE or input_size % PATCH:
-        lower = max(PATCH, input_size // PATCH * PATCH)
-        return (
-            f"input_size must be a multiple of {PATCH} between {PATCH} and {MAX_INPUT_SIZE}, got {input_size}: "
-            f"use {lower} or {lower + PATCH}."
-        )
-    return True
+def _problem_or_true(*problems: str | None) -> bool | str:
+    """What VALIDATE_INPUTS returns: the library's first message, or True. A linked input (None) passes here;
+    the library checks it when the node runs."""
+    return next((p for p in problems if p is not None), True)
 
 
-def _check_tiles(tile_size, overlap) -> bool | str:
-    if tile_size is None or overlap is None:  # linked from another node: checked when it runs
-        return True
-    if tile_size < 0 or overlap < 0:
-        return f"tile_size and overlap cannot be negative (got {tile_size} and {overlap}); 0 means automatic."
-    if tile_size % PATCH:
-        lower = tile_size // PATCH * PATCH
-        return (
-            f"tile_size must be 0 (automatic) or a multiple of {PATCH}, got {tile_size}: "
-            f"use {lower or PATCH} or {lower + PATCH}."
-        )
-    if tile_size and overlap >= tile_size:
-        return f"overlap ({overlap}) must be smaller than tile_size ({tile_size}); a quarter of it is a good start."
-    return True
-
-
-def _tiling_options(tiling: str, tile_size: int | None, overlap: int | None) -> dict:
-    """Keyword arguments for DepthAnything.infer; none when tiling is off. 0 means the engine's default."""
-    if tiling not in TILING_CHOICES:
-        raise ValueError(f"Unknown tiling {tiling!r}; use one of {', '.join(TILING_CHOICES)}.")
-    if tiling == "off":
-        return {}
-    return {"tiled": True if tiling == "on" else "auto", "tile": tile_size or None, "overlap": overlap or None}
+def _tile_options(tile_size: int | None, overlap: int | None) -> tuple[int | None, int | None]:
+    """The widgets' 0 means the library's default."""
+    return tile_size or None, overlap or None
 
 
 def _checkpoint_fingerprint(model_name: str) -> str:
     """Changes when the chosen checkpoint changes on disk, so ComfyUI runs the loading node again; never downloads."""
     try:
-        path, _family = model_files.find_local(model_name)
+        path = model_files.find_local(model_name)
         return str(model_files.signature(path)) if path is not None else model_name
     except Exception:  # the node itself reports the problem when it runs
         return str(model_name)
 
 
 def load_depth_model(model_name: str, family: str, precision: str, device: str) -> managed.DepthAnythingModel:
-    """Resolve a loader choice (downloading a known model when missing) and load it through the cache."""
-    path, known_family = model_files.resolve(model_name)
-    chosen = managed.family_option(family) or known_family
-    if chosen is None and path.is_file():  # a transformers folder's config.json tells the family itself
-        chosen = family_from_name(path.name)  # decided here, so a file and its known name share one cached model
-        if chosen is None:
-            raise CheckpointError(
-                f"{path.name}: the file name does not tell whether this is a Depth Anything v1, v2 or v2-metric "
-                "checkpoint, and their weights look alike (the wrong choice silently gives wrong depth). Set "
-                "'family' on the Load Depth Anything Model node, or keep the official file name (e.g. "
-                "depth_anything_v2_vits.pth)."
-            )
-    return managed.load(path, name=model_name, family=chosen, precision=precision, device=device)
+    """Resolve a loader choice (downloading a known model when missing) and load it through the cache.
+
+    The family is decided once, by the library's resolver, before the cache is looked at, so a file and its
+    known name share one cached model.
+    """
+    path = model_files.resolve(model_name)
+    checkpoint = resolve_checkpoint(path, family=managed.family_option(family))
+    return managed.load(checkpoint, name=model_name, precision=precision, device=device)
 
 
 def estimate_depth(
@@ -166,7 +126,7 @@ def estimate_depth(
     normalization: str,
     invert: bool = False,
     gamma: float = 1.0,
-    batch_size: int = 4,
+    batch_size: int = BATCH_SIZE,
     tiling: str = "off",
     tile_size: int | None = None,
     overlap: int | None = None,
@@ -179,14 +139,11 @@ def estimate_depth(
             f"Depth Anything got an empty image batch (shape {tuple(image.shape)}). Check the node that feeds "
             "'image', e.g. a folder or video loader that found no frames."
         )
-    for valid in (_check_input_size(input_size), _check_tiles(tile_size or 0, overlap or 0)):
-        if valid is not True:
-            raise ValueError(valid)
-    options = _tiling_options(tiling, tile_size, overlap)
+    tile, tile_overlap = _tile_options(tile_size, overlap)
     mm.throw_exception_if_processing_interrupted()
 
     count, height, width = image.shape[:3]
-    net_size = processing_size(height, width, input_size)  # the whole-image pass; tiles are no larger
+    net_size = model.model.family.preprocessing.net_size(height, width, input_size)  # the whole-image pass
     net = model.ready(model.memory_required(min(batch_size, count), *net_size))
     bar = comfy.utils.ProgressBar(count)
 
@@ -195,10 +152,13 @@ def estimate_depth(
         bar.update_absolute(done, total)
         mm.throw_exception_if_processing_interrupted()  # raising here stops between chunks (or tiles)
 
-    raw = net.infer(image, input_size=input_size, batch_size=batch_size, progress=progress, **options)
-    depth = normalize(raw, normalization, invert=invert, gamma=gamma, metric=net.is_metric)
+    raw = net.infer(
+        image, input_size=input_size, batch_size=batch_size, progress=progress, tiled=tiling_mode(tiling),
+        tile=tile, overlap=tile_overlap,
+    )
+    depth = condition(raw, kind=net.output_kind, normalize=normalization, invert=invert, gamma=gamma)
     as_image = depth[..., None].expand(-1, -1, -1, 3).contiguous()
-    return as_image, depth.contiguous(), RawDepth(raw, net.is_metric, model.name)
+    return as_image, depth.contiguous(), RawDepth(raw, net.output_kind, model.name)
 
 
 # ------------------------------------------------------------------------------------------------- nodes
@@ -285,60 +245,35 @@ class DepthAnythingEstimate:
                 "image": ("IMAGE", {"tooltip": "One image or a batch (e.g. video frames)."}),
                 "input_size": _input_size_input(),
                 "normalization": _normalization_input(),
-                "invert": (
-                    "BOOLEAN",
-                    {"default": False, "tooltip": "Near = black instead, for ControlNets trained far-is-white."},
-                ),
-                "gamma": (
-                    "FLOAT",
-                    {
-                        "default": 1.0,
-                        "min": 0.1,
-                        "max": 10.0,
-                        "step": 0.05,
-                        "tooltip": "Applied after normalization: above 1 darkens the far range, below 1 lifts it.",
-                    },
-                ),
+                "invert": ("BOOLEAN", {"default": False, "tooltip": HELP["invert"]}),
+                "gamma": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0, "step": 0.05, "tooltip": HELP["gamma"]}),
                 "batch_size": (
                     "INT",
                     {
-                        "default": 4,
+                        "default": BATCH_SIZE,
                         "min": 1,
                         "max": 256,
-                        "tooltip": "Images sent through the network at once. Lower it if you run out of VRAM; "
-                        "the run can be cancelled between chunks.",
+                        "tooltip": f"{HELP['batch_size']} The run can be cancelled between chunks.",
                     },
                 ),
                 "tiling": _tiling_input(),
                 "tile_size": (
                     "INT",
-                    {
-                        "default": 0,
-                        "min": 0,
-                        "max": 16384,
-                        "step": PATCH,
-                        "tooltip": "Tile side in image pixels (multiple of 14) when tiling. 0: automatic, "
-                        "input_size or a quarter of the image's short side, whichever is larger.",
-                    },
+                    {"default": 0, "min": 0, "max": MAX_TILE, "step": PATCH, "tooltip": f"{HELP['tile']} 0: the default."},
                 ),
                 "overlap": (
                     "INT",
-                    {
-                        "default": 0,
-                        "min": 0,
-                        "max": 8192,
-                        "step": PATCH,
-                        "tooltip": "Pixels neighbouring tiles share, blended across so no seam shows. 0: automatic, "
-                        "a quarter of the tile.",
-                    },
+                    {"default": 0, "min": 0, "max": 8192, "step": PATCH, "tooltip": f"{HELP['overlap']} 0: the default."},
                 ),
             }
         }
 
     @classmethod
     def VALIDATE_INPUTS(cls, input_size, tile_size, overlap):
-        valid = _check_input_size(input_size)
-        return _check_tiles(tile_size, overlap) if valid is True else valid
+        return _problem_or_true(
+            None if input_size is None else input_size_problem(input_size),
+            None if tile_size is None or overlap is None else tile_problem(*_tile_options(tile_size, overlap), tile_name="tile_size"),
+        )
 
     def estimate(self, model, image, input_size, normalization, invert, gamma, batch_size, tiling, tile_size, overlap):
         return estimate_depth(
@@ -380,9 +315,10 @@ class DepthAnythingAllInOne:
 
     @classmethod
     def VALIDATE_INPUTS(cls, model_name, input_size):
-        if model_name is not None and (problem := model_files.name_problem(model_name)):
-            return problem
-        return _check_input_size(input_size)
+        return _problem_or_true(
+            None if model_name is None else model_files.name_problem(model_name),
+            None if input_size is None else input_size_problem(input_size),
+        )
 
     @classmethod
     def IS_CHANGED(cls, model_name, **_):
@@ -472,12 +408,14 @@ class DepthAnythingSaveDepth16:
         results = []
         for index, image in enumerate(depth):
             stem = f"{filename.replace('%batch_num%', str(index))}_{counter:05}_"
-            png = Image.fromarray(to_uint16(image[..., 0]))
-            _write_atomically(os.path.join(folder, stem + ".png"), lambda f: png.save(f, "PNG", pnginfo=metadata))
+            png = Image.fromarray(quantize(image[..., 0], 16))
+            write_atomic(
+                os.path.join(folder, stem + ".png"), lambda f: png.save(f, "PNG", pnginfo=metadata), overwrite=False
+            )
             if save_npy:
                 values = raw_depth.values[index] if raw_depth is not None else image[..., 0]
                 array = values.detach().cpu().float().numpy()
-                _write_atomically(os.path.join(folder, stem + ".npy"), lambda f: np.save(f, array))
+                write_atomic(os.path.join(folder, stem + ".npy"), lambda f: np.save(f, array), overwrite=False)
             results.append({"filename": stem + ".png", "subfolder": subfolder, "type": "output"})
             counter += 1
         return {"ui": {"images": results}}
@@ -498,18 +436,6 @@ def _png_metadata(prompt, extra_pnginfo) -> PngInfo | None:
     for key, value in (extra_pnginfo or {}).items():
         metadata.add_text(key, json.dumps(value))
     return metadata
-
-
-def _write_atomically(path: str, write) -> None:
-    """Write through a temporary file and rename, so a failure never leaves a half-written file under `path`."""
-    partial = path + ".partial"
-    try:
-        with open(partial, "wb") as f:
-            write(f)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -11,24 +11,26 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
-from pathlib import Path
 
 import torch
 
 import comfy.model_management as mm
 import comfy.model_patcher
 
-from depth_anything import DepthAnything
+from depth_anything import FAMILIES, Checkpoint, DepthModel
+from depth_anything.devices import PRECISIONS, choose_dtype
+from depth_anything.loading import load_model
 
 from .model_files import signature
 
 CACHE_SIZE = 3  # models kept loaded (in RAM or VRAM) after the workflows that used them
 _cache: OrderedDict[tuple, "DepthAnythingModel"] = OrderedDict()
 
-FAMILY_CHOICES = ("auto", "v1", "v2", "metric indoor", "metric outdoor")
-PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16")
+# The loader's family widget: "auto", then every registered family ("metric_indoor" shown as "metric indoor",
+# the spelling saved in existing workflows; the library reads both).
+FAMILY_CHOICES = ("auto", *(name.replace("_", " ") for name in FAMILIES))
+PRECISION_CHOICES = PRECISIONS
 DEVICE_CHOICES = ("auto", "cpu")
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class DepthAnythingModule(torch.nn.Module):
@@ -38,7 +40,7 @@ class DepthAnythingModule(torch.nn.Module):
     so the model sits one level down.
     """
 
-    def __init__(self, depth_model: DepthAnything):
+    def __init__(self, depth_model: DepthModel):
         super().__init__()
         self.depth_model = depth_model
         self.device = depth_model.device
@@ -47,7 +49,7 @@ class DepthAnythingModule(torch.nn.Module):
 class DepthAnythingModel:
     """What flows along DEPTH_ANYTHING_MODEL links: a loaded model and its place in ComfyUI's memory manager."""
 
-    def __init__(self, model: DepthAnything, name: str, load_device: torch.device, offload_device: torch.device):
+    def __init__(self, model: DepthModel, name: str, load_device: torch.device, offload_device: torch.device):
         self.model = model
         self.name = name
         self.load_device = load_device
@@ -65,7 +67,7 @@ class DepthAnythingModel:
             f"dtype={self.model.dtype}, load_device={self.load_device})"
         )
 
-    def ready(self, memory_required: int = 0) -> DepthAnything:
+    def ready(self, memory_required: int = 0) -> DepthModel:
         """The model with all its weights on the load device, other models evicted as needed to make room."""
         kwargs = {"force_full_load": True} if "force_full_load" in _LOAD_MODELS_PARAMS else {}
         mm.load_models_gpu([self.patcher], memory_required=memory_required, **kwargs)
@@ -75,10 +77,8 @@ class DepthAnythingModel:
         return self.model
 
     def memory_required(self, batch: int, height: int, width: int) -> int:
-        """Rough peak activation memory of one chunk: the DPT head's full-resolution feature maps dominate."""
-        features = self.model.depth_head.scratch.output_conv1.in_channels
-        element = torch.finfo(self.model.dtype).bits // 8
-        return int(batch * height * width * features * element * 4)
+        """Peak activation memory of one chunk, as the library estimates it."""
+        return self.model.activation_memory(batch, height, width)
 
 
 _LOAD_MODELS_PARAMS = set(inspect.signature(mm.load_models_gpu).parameters)
@@ -100,36 +100,32 @@ def devices(device: str) -> tuple[torch.device, torch.device]:
 
 
 def dtype_for(precision: str, load_device: torch.device) -> torch.dtype:
-    """The loader's precision choice; auto is fp32 on the CPU and fp16 where ComfyUI finds fp16 fast."""
-    if precision == "auto":
-        if load_device.type == "cpu":
-            return torch.float32
-        return torch.float16 if mm.should_use_fp16(load_device) else torch.float32
-    if precision not in _DTYPES:
+    """The loader's precision choice, by the library's policy; auto follows ComfyUI's own fp16 judgement."""
+    if precision not in PRECISION_CHOICES:
         raise ValueError(f"Unknown precision {precision!r}; use one of {', '.join(PRECISION_CHOICES)}.")
-    return _DTYPES[precision]
+    half_is_fast = None if load_device.type == "cpu" else bool(mm.should_use_fp16(load_device))
+    return choose_dtype(precision, load_device, half_is_fast=half_is_fast)
 
 
 def family_option(family: str) -> str | None:
-    """The loader's family choice as `from_pretrained` takes it (None: from the file name or config)."""
-    if family == "auto":
-        return None
+    """The loader's family choice as the library takes it (None: decided from the file, config or weights)."""
     if family not in FAMILY_CHOICES:
         raise ValueError(f"Unknown family {family!r}; use one of {', '.join(FAMILY_CHOICES)}.")
-    return family.replace(" ", "_")
+    return None if family == "auto" else family
 
 
-def load(path: Path, *, name: str, family: str | None, precision: str, device: str) -> DepthAnythingModel:
-    """A model for this checkpoint and these options: from the cache when the file has not changed."""
+def load(checkpoint: Checkpoint, *, name: str, precision: str, device: str) -> DepthAnythingModel:
+    """A model for this resolved checkpoint and these options: from the cache when the file has not changed."""
     load_device, offload_device = devices(device)
     dtype = dtype_for(precision, load_device)
-    key = (str(path), signature(path), family, dtype, str(load_device), str(offload_device))
+    path = checkpoint.path
+    key = (str(path), signature(path), checkpoint.family.name, dtype, str(load_device), str(offload_device))
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
     for stale in [k for k in _cache if k[0] == key[0] and k[1] != key[1]]:
         del _cache[stale]  # the file changed on disk: its old weights are of no further use
-    model = DepthAnything.from_pretrained(path, family=family, device=offload_device, dtype=dtype)
+    model = load_model(checkpoint, device=offload_device, dtype=dtype)
     handle = DepthAnythingModel(model, name, load_device, offload_device)
     _cache[key] = handle
     while len(_cache) > CACHE_SIZE:

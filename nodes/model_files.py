@@ -73,32 +73,32 @@ def name_problem(name: str) -> str | None:
     )
 
 
-def find_local(name: str) -> tuple[Path | None, str | None]:
-    """(the checkpoint on disk, or None for a known model not downloaded yet; family known from the name)."""
+def find_local(name: str) -> Path | None:
+    """The checkpoint on disk for a loader choice, or None for a known model not downloaded yet."""
     problem = name_problem(name)
     if problem is not None:
         raise FileNotFoundError(problem)
     known = known_models().get(name)
     if known is not None:
         local = folder_paths.get_full_path(FOLDER_NAME, Path(known.filename).name)
-        return (Path(local) if local else None), known.family
+        return Path(local) if local else None
     path = Path(folder_paths.get_full_path(FOLDER_NAME, name))
     # A transformers export is a folder (config.json + weights): load the folder so its config sets the family.
     if path.name in WEIGHT_FILE_NAMES and (path.parent / "config.json").is_file():
-        return path.parent, None
-    return path, None
+        return path.parent
+    return path
 
 
-def resolve(name: str) -> tuple[Path, str | None]:
-    """(checkpoint file or transformers folder, family known from the model name or None) for a loader choice.
+def resolve(name: str) -> Path:
+    """The checkpoint file or transformers folder for a loader choice.
 
     A known model that is in no model folder is downloaded into the first one (offline: a
     ModelNotAvailableError that names the file, where to get it and where to put it).
     """
-    path, family = find_local(name)
+    path = find_local(name)
     if path is None:
         path = fetch_known_model(known_models()[name], cache_dir=download_folder())
-    return path, family
+    return path
 
 
 def signature(path: Path) -> tuple:

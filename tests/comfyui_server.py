@@ -52,6 +52,7 @@ class ComfyUIServer:
         self.models_dir = workdir / "models"
         self.input_dir = workdir / "input"
         self.output_dir = workdir / "output"
+        self.extra_links: list[Path] = []
 
     @property
     def url(self) -> str:
@@ -203,14 +204,14 @@ def start_server(workdir: Path, extra_args: tuple[str, ...] = (), extra_nodes: t
     """Start ComfyUI with this repository linked into custom_nodes; returns once /object_info answers.
 
     `extra_nodes`: more single-file node modules to load, linked in beside the pack (e.g. a benchmark's
-    baseline node); only into a scratch copy, never into the ComfyUI at $COMFYUI_PATH.
+    baseline node, or the tests' probe), as `zz_<name>` so that they load after it; the links are removed again.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     root = comfyui_root(workdir)
-    if extra_nodes and workdir not in root.parents:
-        raise RuntimeError("extra_nodes are only linked into a scratch ComfyUI; unset COMFYUI_PATH.")
     for module in extra_nodes:
-        (root / "custom_nodes" / module.name).symlink_to(module.resolve())
+        extra_link = root / "custom_nodes" / f"zz_{module.name}"
+        extra_link.unlink(missing_ok=True)
+        extra_link.symlink_to(module.resolve())
     link = root / "custom_nodes" / PACK_LINK_NAME
     if link.is_symlink() or link.exists():
         if link.resolve() != REPO:
@@ -244,6 +245,7 @@ def start_server(workdir: Path, extra_args: tuple[str, ...] = (), extra_nodes: t
             command, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     server = ComfyUIServer(root, workdir, port, process, log_path)
+    server.extra_links = [root / "custom_nodes" / f"zz_{module.name}" for module in extra_nodes]
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if not server.alive():
@@ -267,15 +269,16 @@ def stop_server(server: ComfyUIServer) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.process.pid, signal.SIGKILL)
             server.process.wait(timeout=20)
-    link = server.root / "custom_nodes" / PACK_LINK_NAME
-    if link.is_symlink():
-        link.unlink()
+    for link in [server.root / "custom_nodes" / PACK_LINK_NAME, *server.extra_links]:
+        if link.is_symlink():
+            link.unlink()
 
 
 @pytest.fixture(scope="session")
 def comfyui(tmp_path_factory):
     """One real ComfyUI server for the whole test session (start-up takes ~30 s on a CPU)."""
-    server = start_server(tmp_path_factory.mktemp("comfyui"))
+    probe = Path(__file__).with_name("nodes_probe.py")  # a node pack loaded after ours (see its docstring)
+    server = start_server(tmp_path_factory.mktemp("comfyui"), extra_nodes=(probe,))
     try:
         yield server
     finally:

@@ -198,16 +198,14 @@ def test_sizes_sharing_a_network_size_are_batched_and_match_infer(tmp_path, chec
         assert raw.shape == (h, w) and np.allclose(raw, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_resizing_in_readers_or_on_the_model_device_gives_the_same_depth(tmp_path, model):
-    # on a GPU the job resizes on the device in the model's thread; run that path here on the CPU
+def test_image_job_threads_give_the_depth_of_infer(tmp_path, model):
+    # the job runs the stages in reading, model and writing threads, batching two sizes of one aspect ratio
     sizes = [(48, 64), (96, 128), (64, 48)]
     tasks = []
     for i, (h, w) in enumerate(sizes):
         Image.fromarray(smooth_image(h, w, 50 + i)).save(tmp_path / f"p{i}.png")
         tasks.append(Task(tmp_path / f"p{i}.png", tmp_path / "out" / f"p{i}.npy"))
     job = ImageJob(model, InferenceSettings(input_size=int(SIZE), batch_size=2), RenderOptions(format="npy"))
-    assert job.prepare_while_reading
-    job.prepare_while_reading = False
     assert all(outcome.ok for outcome in job.run(tasks))
     for i, task in enumerate(tasks):
         expected = model.infer(read_image(task.source), input_size=int(SIZE))[0].numpy()

@@ -149,6 +149,16 @@ def test_pack_imports_without_errors(comfyui, object_info):
     assert set(OUR_NODES) <= set(object_info)
 
 
+def test_a_node_pack_loaded_after_ours_still_imports_comfyuis_nodes(comfyui):
+    # The probe (tests/nodes_probe.py) asks the import system where `nodes` is, after every pack has loaded.
+    outputs = comfyui.run({"1": {"class_type": "NodesModuleProbe", "inputs": {}}})
+    found_by_path, imported, has_core_nodes = outputs["1"]["text"]
+    comfy_nodes = (comfyui.root / "nodes.py").resolve()
+    assert Path(found_by_path).resolve() == comfy_nodes, f"`import nodes` would find {found_by_path}"
+    assert Path(imported).resolve() == comfy_nodes and has_core_nodes == "True"
+    assert not Path(found_by_path).resolve().is_relative_to(REPO)
+
+
 @pytest.mark.parametrize("node", sorted(OUR_NODES))
 def test_every_node_has_documented_inputs(object_info, node):
     info = object_info[node]
@@ -374,7 +384,7 @@ def test_bad_inputs_give_clear_errors_and_the_server_recovers(comfyui, depth_che
 
     shutil.copy(depth_checkpoint, folder / "renamed.pth")
     unnamed = _failed(comfyui, depth_prompt(model_name="renamed.pth"))
-    assert "Set 'family'" in unnamed["exception_message"]
+    assert "'family' on the Load Depth Anything Model node" in unnamed["exception_message"]
     assert comfyui.run(depth_prompt(model_name="renamed.pth", family="v2", gamma=0.9))  # the advice works
 
     empty = _failed(comfyui, empty_batch_prompt(comfyui, sd15_models[0]))
@@ -383,7 +393,7 @@ def test_bad_inputs_give_clear_errors_and_the_server_recovers(comfyui, depth_che
     bad_size = _refused(comfyui, depth_prompt(input_size=500))
     assert "multiple of 14" in bad_size and "504" in bad_size
     bad_tiles = _refused(comfyui, depth_prompt(tiling="on", tile_size=140, overlap=140))
-    assert "overlap (140) must be smaller than tile_size (140)" in bad_tiles
+    assert "overlap must be smaller than tile_size (140), got 140" in bad_tiles
 
     assert comfyui.alive()
     outputs = comfyui.run(depth_prompt(gamma=0.8))  # the server still works

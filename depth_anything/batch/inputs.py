@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from ..images import UnreadableImageError, preview_rgb, read_image  # noqa: F401 - what a batch run reads with
 
 # Raster formats worth walking a folder for (Pillow also opens .mpg, .eps, .h5 ... which are not photos).
 _RASTER = (
@@ -194,58 +195,3 @@ def _unique_outputs(sources: list[Source]) -> list[Source]:
             taken.add(key_of(relative))
         result.append(Source(source.path, relative))
     return result
-
-
-# ------------------------------------------------------------------------------------------------ reading
-
-
-class UnreadableImageError(ValueError):
-    """An input file that is not a readable image."""
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file -> numpy array for `DepthAnything.infer`, EXIF orientation applied.
-
-    8-bit images come back as uint8 (H, W) or (H, W, 3); 16-bit ones as uint16 (H, W), so their extra bits
-    reach the model; float images (e.g. 32-bit TIFF) as float32 (H, W). Alpha is dropped.
-
-    Raises:
-        UnreadableImageError: the file is missing, not an image, truncated or corrupt.
-    """
-    try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)  # as cv2.imread does in the official scripts
-            image.load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise UnreadableImageError(f"cannot read image ({reason})") from exc
-    if image.width == 0 or image.height == 0:
-        raise UnreadableImageError(f"image has an empty side ({image.width}x{image.height})")
-    mode = image.mode
-    if mode.startswith("I;16") or mode == "I":
-        array = np.array(image)
-        if array.dtype != np.uint16:
-            if array.min() < 0 or array.max() > 65535:
-                raise UnreadableImageError(f"32-bit integer image with values outside 0..65535 ({mode})")
-            array = array.astype(np.uint16)
-        return array
-    if mode == "F":
-        return np.array(image, dtype=np.float32)
-    if mode in ("L", "RGB"):
-        return np.array(image)
-    if mode in ("1", "LA", "La"):
-        return np.array(image.convert("L"))
-    if mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    return np.array(image.convert("RGB"))
-
-
-def preview_rgb(array: np.ndarray) -> np.ndarray:
-    """An array from `read_image` -> uint8 (H, W, 3) RGB, as shown left of the depth in side-by-side output."""
-    if array.dtype == np.uint16:
-        array = np.round(array / 257.0).astype(np.uint8)
-    elif array.dtype != np.uint8:
-        array = np.round(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if array.ndim == 2:
-        array = np.repeat(array[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(array)

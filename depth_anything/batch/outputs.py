@@ -1,17 +1,13 @@
-"""What a batch run writes: rendering depth to output arrays and writing files atomically.
+"""What a batch run writes: the condition stage's maps rendered as output files, written atomically.
 
-Every file is written to a temporary name in its own folder and renamed into place, so a killed run leaves
-either a complete output or none; the temporary names carry host and process id, so stale ones can be
-removed safely by the next run.
+Every file goes through `depth_anything.files.write_atomic`, so a killed run leaves either a complete output or
+none, and the next run removes what killed runs left behind.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import socket
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -20,24 +16,41 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..postprocess import colorize, normalize, to_uint8, to_uint16
+from ..conditioning import DepthRange, condition, near_bright, quantize
+from ..files import partial_path, remove_stale_partials, write_atomic
+from ..options import OUTPUT_FORMATS
+from ..postprocess import colorize
 
-FORMATS = ("side-by-side", "png8", "png16", "npy")
+__all__ = [
+    "FORMATS",
+    "QuantizedDepth",
+    "RenderOptions",
+    "SettingsMismatchError",
+    "check_settings",
+    "output_array",
+    "partial_path",
+    "remove_stale_partials",
+    "render",
+    "save",
+    "write_atomic",
+]
+
+FORMATS = OUTPUT_FORMATS
 GAP = 50  # white pixels between image and depth, as in the official run.py
-PARTIAL_SUFFIX = ".partial"
 SETTINGS_FILE = ".depth-anything.json"
-_HOST = socket.gethostname().replace(".", "_").replace("-", "_")
 _PNG_LEVEL = 1  # fast zlib level (OpenCV's default, as the official scripts wrote); files ~10% larger than level 6
 
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """How a depth map becomes an output file."""
+    """How a depth map becomes an output file: the format, and the condition stage's options."""
 
     format: str = "side-by-side"  # see FORMATS
     colormap: str = "Spectral_r"  # "grayscale" for gray
     normalize: str = "per_image"  # NORMALIZE_MODES; "batch" is one range for the whole run or clip
-    metric: bool = False  # the model predicts metres (far = large)
+    kind: str = "disparity"  # the model's output kind (metric depth is far = large)
+    invert: bool = False
+    gamma: float = 1.0
 
     @property
     def suffix(self) -> str:
@@ -52,37 +65,37 @@ class RenderOptions:
         """One range for all outputs needs every depth before the first file is written."""
         return self.normalize == "batch" and self.format != "npy"
 
-
-# ---------------------------------------------------------------------------------------------- rendering
-
-
-def value_range(depth: torch.Tensor, metric: bool) -> tuple[float, float]:
-    """(low, high) of the values `normalize` spreads over [0, 1] for this map (inverse depth for metric)."""
-    values = torch.nan_to_num(depth.float(), nan=0.0, posinf=0.0, neginf=0.0)
-    if metric:
-        values = 1.0 / values.clamp_min(1e-3)
-    return float(values.min()), float(values.max())
+    def unit(self, depth: torch.Tensor, value_range: DepthRange | None = None) -> torch.Tensor:
+        """The [0, 1] map of `depth`: over `value_range` when given, else over its own range."""
+        mode = "per_image" if self.normalize == "batch" else self.normalize
+        return condition(
+            depth, kind=self.kind, normalize=mode, invert=self.invert, gamma=self.gamma, value_range=value_range
+        )
 
 
 @dataclass
 class QuantizedDepth:
-    """A depth map stored compactly for the second pass: 16 bits across its own range, plus that range."""
+    """A depth map kept compactly between the two passes of a shared-range run: its near-bright values in 16
+    bits across their own range, plus that range (2 bytes per pixel)."""
 
-    levels: np.ndarray  # uint16 (H, W): normalize(depth, "per_image") in 1/65535 steps
+    levels: np.ndarray  # uint16 (H, W)
     low: float
     high: float
 
     @classmethod
-    def from_depth(cls, depth: torch.Tensor, metric: bool) -> "QuantizedDepth":
-        low, high = value_range(depth, metric)
-        return cls(to_uint16(normalize(depth, "per_image", metric=metric)), low, high)
+    def from_depth(cls, depth: torch.Tensor, kind: str = "disparity") -> "QuantizedDepth":
+        own = DepthRange().update(depth, kind)
+        levels = quantize(condition(near_bright(depth, kind), value_range=own), 16)
+        return cls(levels, own.low, own.high)
 
-    def unit(self, low: float, high: float) -> torch.Tensor:
-        """[0, 1] map over the shared range (low, high), near = 1."""
+    @property
+    def range(self) -> DepthRange:
+        return DepthRange(self.low, self.high)
+
+    def values(self) -> torch.Tensor:
+        """The near-bright values back, to 1/65535 of the map's own range."""
         own = torch.from_numpy(self.levels.astype(np.float32)) / 65535.0
-        values = self.low + own * (self.high - self.low)
-        span = high - low
-        return ((values - low) / span).clamp(0, 1) if span > 0 else torch.zeros_like(values)
+        return self.low + own * (self.high - self.low) if self.high > self.low else torch.full_like(own, self.low)
 
     def save(self, file: BinaryIO) -> None:
         np.savez(file, levels=self.levels, range=np.array([self.low, self.high], dtype=np.float64))
@@ -94,17 +107,11 @@ class QuantizedDepth:
             return cls(data["levels"], low, high)
 
 
-def to_unit(depth: torch.Tensor, options: RenderOptions) -> torch.Tensor:
-    """One map's [0, 1] depth (near = 1) with its own range ("per_image" or "percentile")."""
-    mode = "per_image" if options.normalize == "batch" else options.normalize
-    return normalize(depth, mode, metric=options.metric)
-
-
 def depth_picture(unit: torch.Tensor, colormap: str) -> np.ndarray:
     """[0, 1] depth -> uint8 (H, W) for grayscale, else (H, W, 3) through the colour map."""
     if colormap == "grayscale":
-        return to_uint8(unit)
-    return to_uint8(colorize(unit, colormap))
+        return quantize(unit, 8)
+    return quantize(colorize(unit, colormap), 8)
 
 
 def side_by_side(image: np.ndarray, picture: np.ndarray) -> np.ndarray:
@@ -121,7 +128,7 @@ def render(unit: torch.Tensor, image: np.ndarray | None, options: RenderOptions)
     `image` is the uint8 RGB input, needed for side-by-side.
     """
     if options.format == "png16":
-        return to_uint16(unit)
+        return quantize(unit, 16)
     picture = depth_picture(unit, options.colormap)
     if options.format == "side-by-side":
         if image is None:
@@ -134,31 +141,7 @@ def output_array(depth: torch.Tensor, image: np.ndarray | None, options: RenderO
     """One input's output from its own depth: the raw float32 map for npy, else `render` over its own range."""
     if options.format == "npy":
         return depth.float().numpy()
-    return render(to_unit(depth, options), image, options)
-
-
-# ------------------------------------------------------------------------------------------------ writing
-
-
-def partial_path(path: Path, tag: str = "") -> Path:
-    """A temporary name beside `path` unique to this host and process: `.name[.tag].host-pid.partial`."""
-    middle = f".{tag}" if tag else ""
-    return path.with_name(f".{path.name}{middle}.{_HOST}-{os.getpid()}{PARTIAL_SUFFIX}")
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through a temporary one in the same folder, renamed into place when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = partial_path(path)
-    try:
-        with open(temporary, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())  # the rename must not land before the data
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    return render(options.unit(depth), image, options)
 
 
 def encode(array: np.ndarray, suffix: str) -> bytes:
@@ -175,31 +158,6 @@ def save(path: Path, array: np.ndarray) -> None:
     """Save a rendered array atomically; the format follows the suffix (.png or .npy)."""
     data = encode(array, path.suffix)
     write_atomic(path, lambda file: file.write(data))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_partials(folders: Iterable[Path]) -> int:
-    """Delete temporary files that killed runs on this host left behind; returns how many."""
-    removed = 0
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for path in folder.glob(f".*{PARTIAL_SUFFIX}"):
-            owner = path.name[: -len(PARTIAL_SUFFIX)].rsplit(".", 1)[-1]
-            host, _, pid = owner.rpartition("-")
-            if host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-                path.unlink(missing_ok=True)
-                removed += 1
-    return removed
 
 
 # ------------------------------------------------------------------------------------------ run settings
@@ -230,7 +188,7 @@ def check_settings(outdir: Path, settings: dict[str, dict], overwrite: bool) -> 
             for kind, record in settings.items()
             if isinstance(old := previous.get(kind), dict)
             for key, value in record.items()
-            if old.get(key) != value
+            if key in old and old[key] != value  # a setting an older version did not record cannot clash
         ]
         if changed:
             raise SettingsMismatchError(

@@ -1,32 +1,34 @@
-"""The image job: read -> depth -> write, with reading and writing in background threads.
+"""The image job: the library's stages spread over threads, read -> prepare | predict | restore -> write.
 
-The same code runs in the local engine (one process) and inside each Ray worker. Reading runs ahead of the
-model through a bounded window, rendering / PNG encoding / writing run behind it in a bounded pool, so the
-model rarely waits for the disk and memory stays bounded.
+The same code runs in the local engine (one process) and inside each Ray worker. Reading threads decode and
+run the prepare stage ahead of the model through a bounded window; this thread runs predict on batches of
+images the network sees at one size (photos of one aspect ratio share a batch whatever their resolution:
+640x480 and 4000x3000 both become 518x686); writing threads run restore and condition, encode and write, in a
+bounded pool. Each image gets exactly the stages `DepthModel.infer` gives it; only the batching differs.
 
-Without tiling, the official pre-processing (resize so the short side is `input_size`, ImageNet normalisation)
-runs in the reading threads and the upsampling of the prediction in the writing threads, and images are
-batched by the size the network sees: photos of one aspect ratio share a batch whatever their resolution
-(640x480 and 4000x3000 both become 518x686). Each image gets exactly the computation `DepthAnything.infer`
-gives it; only the batching differs.
+Runs that share one normalisation range over every image (`--normalize batch`) take two passes: the first
+stores each map at 2 bytes per pixel, the second renders them all over the shared range (`run_images`).
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..transforms import normalize_for_model, processing_size, resize_prediction, to_image_list
-from .inputs import preview_rgb, read_image
-from .outputs import QuantizedDepth, RenderOptions, output_array, render, save, write_atomic
+from ..conditioning import DepthRange
+from ..files import remove_stale_partials, write_atomic
+from ..images import preview_rgb, read_image
+from ..pipeline import NetworkBatch, PreparedImage, prepare_image
+from .outputs import QuantizedDepth, RenderOptions, output_array, render, save
 
 STORE_FOLDER = ".depth-anything-store"  # quantized depth kept between the two passes of --normalize batch
 
@@ -59,9 +61,9 @@ class ModelSpec:
     dtype: str | None = None
 
     def load(self):
-        from ..model import DepthAnything
+        from ..model import DepthModel
 
-        return DepthAnything.from_pretrained(self.checkpoint, family=self.family, device=self.device, dtype=self.dtype)
+        return DepthModel.from_pretrained(self.checkpoint, family=self.family, device=self.device, dtype=self.dtype)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def each_alone_on_failure(run: Callable[[list], list], items: Sequence) -> list:
 
 
 def predict(model, arrays: Sequence[np.ndarray], settings: InferenceSettings) -> list[torch.Tensor | Exception]:
-    """Depth at full size for same-size images through `DepthAnything.infer` (tiled or not)."""
+    """Depth at full size for same-size images through `DepthModel.infer` (tiled or not)."""
 
     def run(batch: list[np.ndarray]) -> list[torch.Tensor]:
         return list(model.infer(batch, batch_size=settings.batch_size, **settings.infer_kwargs()))
@@ -226,9 +228,7 @@ class _Loaded:
 
     array: np.ndarray | None  # as read; kept for side-by-side output and for tiling
     size: tuple[int, int]  # (H, W) the depth is returned at
-    pixels: torch.Tensor | None = None  # (3, H, W) in [0, 1], or already the network input; None when tiling
-    net_size: tuple[int, int] | None = None  # what the network sees
-    prepared: bool = False  # pixels are resized and normalised for the network
+    prepared: PreparedImage | None = None  # the prepare stage's output; None when tiling
 
 
 class ImageJob:
@@ -243,46 +243,38 @@ class ImageJob:
         self.model = model
         self.settings = settings
         self.options = options
-        # On a CPU the readers resize while the network runs; an accelerator resizes faster than a CPU thread.
-        self.prepare_while_reading = model.device.type == "cpu"
 
     def _load(self, task: Task) -> tuple[tuple, _Loaded]:
         array = read_image(task.source)
         if self.settings.tiled != "off":  # the tiling engine takes whole images, grouped by their size
             return ("image", *array.shape[:2]), _Loaded(array, array.shape[:2])
-        pixels = to_image_list(array)[0]
-        net_size = processing_size(*pixels.shape[-2:], self.settings.input_size, self.settings.max_size)
-        if self.prepare_while_reading:
-            pixels = normalize_for_model(pixels[None], net_size)[0]
+        prepared = prepare_image(
+            array, self.model.family.preprocessing, input_size=self.settings.input_size,
+            max_size=self.settings.max_size, device=self.model.device,
+        )
         keep = array if self.options.needs_image else None  # the side-by-side picture shows it
-        loaded = _Loaded(keep, array.shape[:2], pixels, net_size, prepared=self.prepare_while_reading)
-        return ("network", *net_size), loaded
-
-    def _network_input(self, loaded: _Loaded) -> torch.Tensor:
-        pixels = loaded.pixels.to(self.model.device)
-        return pixels if loaded.prepared else normalize_for_model(pixels[None], loaded.net_size)[0]
+        return ("network", *prepared.net_size), _Loaded(keep, prepared.size, prepared)
 
     def _compute(self, loaded: list[_Loaded]) -> list[torch.Tensor | Exception]:
-        if loaded[0].pixels is None:
+        if loaded[0].prepared is None:
             return predict(self.model, [item.array for item in loaded], self.settings)
 
-        @torch.inference_mode()
         def run(items: list[_Loaded]) -> list[torch.Tensor]:
-            # `_predict` is the network step of `infer`, with its fp16-overflow retry in float32
-            return list(self.model._predict(torch.stack([self._network_input(i) for i in items])).cpu())
+            return list(self.model.predict(NetworkBatch.collate([item.prepared for item in items])))
 
         return each_alone_on_failure(run, loaded)
 
-    @staticmethod
-    def _full_size(loaded: _Loaded, prediction: torch.Tensor) -> torch.Tensor:
-        return resize_prediction(prediction[None], loaded.size)[0]  # no-op when already full size (tiled)
+    def _depth(self, loaded: _Loaded, prediction: torch.Tensor) -> torch.Tensor:
+        if loaded.prepared is None:  # tiled: already at full size
+            return prediction
+        return self.model.restore(prediction[None], [loaded.size])[0]
 
     def _write_output(self, task: Task, loaded: _Loaded, prediction: torch.Tensor) -> None:
         image = preview_rgb(loaded.array) if self.options.needs_image else None
-        save(task.output, output_array(self._full_size(loaded, prediction), image, self.options))
+        save(task.output, output_array(self._depth(loaded, prediction), image, self.options))
 
     def _write_store(self, task: Task, loaded: _Loaded, prediction: torch.Tensor) -> None:
-        stored = QuantizedDepth.from_depth(self._full_size(loaded, prediction), self.options.metric)
+        stored = QuantizedDepth.from_depth(self._depth(loaded, prediction), self.options.kind)
         write_atomic(task.store, stored.save)
 
     def run(self, tasks: Iterable[Task], *, store: bool = False, on_outcome=None) -> list[Outcome]:
@@ -294,9 +286,10 @@ class ImageJob:
 
 
 def render_stored(
-    tasks: Iterable[Task], options: RenderOptions, value_range: tuple[float, float], *, on_outcome=None
+    tasks: Iterable[Task], options: RenderOptions, value_range: DepthRange, *, on_outcome=None
 ) -> list[Outcome]:
     """Second pass of a shared-range run: stored depth -> outputs over `value_range`, no model needed."""
+    shared = replace(options, normalize="per_image", kind="disparity")  # stored values are near-bright
 
     def load(task: Task) -> tuple[None, tuple[QuantizedDepth, np.ndarray | None]]:
         stored = QuantizedDepth.load(task.store)
@@ -305,16 +298,95 @@ def render_stored(
 
     def finish(task: Task, payload, _result) -> None:
         stored, image = payload
-        save(task.output, render(stored.unit(*value_range), image, options))
+        save(task.output, render(shared.unit(stored.values(), value_range), image, options))
 
     return run_tasks(tasks, load, None, finish, batch_size=8, on_outcome=on_outcome)
 
 
-def stored_range(paths: Iterable[Path]) -> tuple[float, float]:
+def stored_range(paths: Iterable[Path]) -> DepthRange:
     """The range shared by all stored depth maps."""
-    low, high = float("inf"), float("-inf")
+    shared = DepthRange()
     for path in paths:
         with np.load(path) as data:
-            a, b = data["range"].tolist()
-        low, high = min(low, a), max(high, b)
-    return low, high
+            low, high = data["range"].tolist()
+        shared = shared.merge(DepthRange(low, high))
+    return shared
+
+
+@dataclass
+class ImageRun:
+    """What `run_images` did: outcomes of the tasks it ran, and how many were already done."""
+
+    outcomes: list[Outcome]
+    skipped: int
+    removed_partials: int
+
+
+def tasks_for(sources: Iterable, outdir: Path, suffix: str, *, store: bool = False) -> list[Task]:
+    """One task per source (`batch.inputs.Source`), its output mirrored under `outdir` with `suffix`; with
+    `store`, where its depth is kept between the passes of a shared-range run."""
+    tasks = []
+    for source in sources:
+        output = outdir / source.relative.with_name(source.relative.name + suffix)
+        kept = outdir / STORE_FOLDER / source.relative.with_name(source.relative.name + ".npz") if store else None
+        tasks.append(Task(source.path, output, kept))
+    return tasks
+
+
+def run_images(
+    engine,
+    sources: Iterable,
+    outdir: Path,
+    options: RenderOptions,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, str], Any] | None = None,
+) -> ImageRun:
+    """Write the outputs of `sources` under `outdir` on `engine`, resuming: finished outputs are kept unless
+    `overwrite`.
+
+    With one range for all (`options.two_pass`), every image's depth (finished ones too, for the range) is
+    stored first, then all outputs are rendered over the shared range; the store is deleted once every
+    readable input has its output. `progress(total, description)` returns a per-outcome callback with
+    `close()` (the command line's progress bar).
+    """
+    tasks = tasks_for(sources, outdir, options.suffix, store=options.two_pass)
+    todo = [t for t in tasks if overwrite or not t.output.exists()]
+    folders = {t.output.parent for t in todo} | {t.store.parent for t in todo if t.store is not None}
+    run = ImageRun([], len(tasks) - len(todo), remove_stale_partials(folders))
+    if not todo:
+        return run
+
+    def with_progress(items: Sequence[Task], description: str, work: Callable[[Callable | None], list[Outcome]]):
+        bar = progress(len(items), description) if progress is not None else None
+        try:
+            return work(bar)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    if not options.two_pass:
+        run.outcomes = with_progress(todo, "depth", lambda bar: engine.images(todo, options, on_outcome=bar))
+        return run
+
+    store_root = outdir / STORE_FOLDER
+    if overwrite and store_root.exists():
+        shutil.rmtree(store_root)
+    need_depth = [t for t in tasks if not t.store.exists()]
+    first = with_progress(
+        need_depth, "depth 1/2", lambda bar: engine.images(need_depth, options, store=True, on_outcome=bar)
+    )
+    failed = {o.task for o in first if not o.ok}
+    run.outcomes = [o for o in first if not o.ok]
+    stored = [t for t in tasks if t not in failed and t.store.exists()]
+    if not stored:
+        return run
+    shared = stored_range(t.store for t in stored)
+    ready = [t for t in todo if t not in failed]
+    second = with_progress(
+        ready, "write 2/2", lambda bar: engine.render_stored(ready, options, shared, on_outcome=bar)
+    )
+    run.outcomes += second
+    if all(o.ok for o in second):  # every readable input has its output: the stored depth has done its job
+        shutil.rmtree(store_root, ignore_errors=True)
+    return run

@@ -12,14 +12,17 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from .inputs import preview_rgb
-from .outputs import GAP, QuantizedDepth, RenderOptions, partial_path, render, to_unit, write_atomic
+from ..conditioning import DepthRange
+from ..files import partial_path, write_atomic
+from ..images import preview_rgb
+from .outputs import GAP, QuantizedDepth, RenderOptions, render
 from .pipeline import InferenceSettings, predict
 
 _END = object()
@@ -250,24 +253,27 @@ def video_depth(
         def single_pass() -> Iterator[np.ndarray]:
             with _Clip(source) as clip:
                 for frame, depth in _depths(model, map(checked, clip), settings):
-                    yield render(to_unit(depth, options), preview_rgb(frame), options)
+                    yield render(options.unit(depth), preview_rgb(frame), options)
                     tick(1)
 
         write_atomic(output, lambda file: encode(file, single_pass()))
         return written
 
     store = partial_path(output, "depth")
-    ranges: list[tuple[float, float]] = []
+    ranges: list[DepthRange] = []
     try:
         with open(store, "wb") as kept, _Clip(source) as clip:
             for _, depth in _depths(model, map(checked, clip), settings):
-                quantized = QuantizedDepth.from_depth(depth, options.metric)
+                quantized = QuantizedDepth.from_depth(depth, options.kind)
                 kept.write(quantized.levels.tobytes())
-                ranges.append((quantized.low, quantized.high))
+                ranges.append(quantized.range)
                 tick(1)
         if not ranges:
             raise VideoError("the video has no frames")
-        clip_range = (min(r[0] for r in ranges), max(r[1] for r in ranges))
+        clip_range = DepthRange()
+        for frame_range in ranges:
+            clip_range = clip_range.merge(frame_range)
+        shared = replace(options, normalize="per_image", kind="disparity")  # stored values are near-bright
 
         def second_pass() -> Iterator[np.ndarray]:
             with open(store, "rb") as kept, _Clip(source) as clip:
@@ -275,8 +281,8 @@ def video_depth(
                     if index >= len(ranges):
                         raise VideoError("the video decoded to more frames the second time; cannot finish")
                     levels = np.fromfile(kept, dtype=np.uint16, count=height * width).reshape(height, width)
-                    unit = QuantizedDepth(levels, *ranges[index]).unit(*clip_range)
-                    yield render(unit, preview_rgb(frame), options)
+                    stored = QuantizedDepth(levels, ranges[index].low, ranges[index].high)
+                    yield render(shared.unit(stored.values(), clip_range), preview_rgb(frame), options)
 
         write_atomic(output, lambda file: encode(file, second_pass()))
     finally:

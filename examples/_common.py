@@ -7,9 +7,7 @@ without them.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 # Run from a clone without installing: the library sits one folder up.
@@ -57,15 +55,17 @@ def check_paths(args: argparse.Namespace) -> None:
 
 
 def pick_device(name: str | None):
-    import torch
+    """The library's device policy: the one named, else CUDA, then MPS, then the CPU."""
+    from depth_anything.devices import choose_device
 
-    if name:
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return choose_device(name)
+
+
+def pick_dtype(device, precision: str = "fp16"):
+    """The generation model's dtype by the library's policy: `precision` on an accelerator, float32 on the CPU."""
+    from depth_anything.devices import choose_dtype
+
+    return choose_dtype(precision if device.type != "cpu" else "fp32", device)
 
 
 def depth_control(args: argparse.Namespace, controlnet: str, device):
@@ -118,16 +118,13 @@ def generator(seed: int):
 
 
 def save_image(image, path: Path) -> None:
-    """Write through a temporary file in the same folder, so an interrupted save leaves no half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        image.save(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write whole or not at all (the library's atomic write): an interrupted save leaves no half-written file."""
+    from PIL import Image
+
+    from depth_anything.files import write_atomic
+
+    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")  # .jpg -> JPEG, ...
+    write_atomic(path, lambda file: image.save(file, format=image_format))
     print(f"saved {path} ({image.width}x{image.height})")
 
 
@@ -146,10 +143,9 @@ def controlnet_example(
     check_paths(args)
 
     import diffusers
-    import torch
 
     device = pick_device(args.device)
-    dtype = torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    dtype = pick_dtype(device)
     control = depth_control(args, args.controlnet, device)
 
     controlnet_model = diffusers.ControlNetModel.from_pretrained(args.controlnet, torch_dtype=dtype)

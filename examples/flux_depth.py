@@ -12,7 +12,16 @@ Example:
 
 from __future__ import annotations
 
-from _common import build_parser, check_paths, depth_control, generator, pick_device, place_pipeline, save_image
+from _common import (
+    build_parser,
+    check_paths,
+    depth_control,
+    generator,
+    pick_device,
+    pick_dtype,
+    place_pipeline,
+    save_image,
+)
 
 MODEL = "black-forest-labs/FLUX.1-Depth-dev"
 
@@ -27,11 +36,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     check_paths(args)
 
-    import torch
     from diffusers import FluxControlPipeline
 
     device = pick_device(args.device)
-    dtype = torch.bfloat16 if device.type in ("cuda", "mps") else torch.float32
+    dtype = pick_dtype(device, "bf16")
     # Any copy of FLUX.1-Depth-dev (also a local folder) takes near = white and sides in multiples of 16.
     control = depth_control(args, MODEL, device)
 

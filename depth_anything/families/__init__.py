@@ -100,6 +100,13 @@ def register_family(family: ModelFamily) -> ModelFamily:
     return family
 
 
+def unregister_family(name: str) -> None:
+    """Remove a family (and its aliases) from the registry, e.g. a plug-in's or a test's."""
+    family = FAMILIES.pop(name)
+    for alias in (family.name, *family.aliases):
+        _ALIASES.pop(_key(alias), None)
+
+
 def get_family(name: str | ModelFamily) -> ModelFamily:
     """The family for a name or alias ("v1", "v2", "metric_indoor", "hypersim", "metric indoor", ...)."""
     if isinstance(name, ModelFamily):

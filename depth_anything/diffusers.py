@@ -168,21 +168,10 @@ class DepthAnythingDetector:
         self.model = model.eval()
 
     @classmethod
-    def from_pretrained(
-        cls,
-        source: str | Path,
-        *,
-        family: str | None = None,
-        device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
-        cache_dir: str | Path | None = None,
-        backend: str = "eager",
-    ) -> "DepthAnythingDetector":
-        """Load a checkpoint or known model name; the arguments are those of `DepthModel.from_pretrained`."""
-        model = DepthModel.from_pretrained(
-            source, family=family, device=device, dtype=dtype, cache_dir=cache_dir, backend=backend
-        )
-        return cls(model)
+    def from_pretrained(cls, source: str | Path, **options) -> "DepthAnythingDetector":
+        """Load a checkpoint or known model name; `options` are those of `DepthModel.from_pretrained`
+        (family, device, dtype, cache_dir, backend)."""
+        return cls(DepthModel.from_pretrained(source, **options))
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "DepthAnythingDetector":
         """Move the model, like controlnet_aux's `detector.to("cuda")`; returns self."""

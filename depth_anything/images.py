@@ -179,7 +179,7 @@ def _from_numpy(array: np.ndarray) -> torch.Tensor:
     elif array.dtype in (np.int32, np.int64) and array.size and array.min() >= 0 and array.max() <= 65535:
         scale = 65535.0  # PIL opens 16-bit PNGs as 32-bit integers
     elif np.issubdtype(array.dtype, np.floating):
-        scale = 1.0
+        scale = None
     else:
         raise ValueError(f"Unsupported image dtype {array.dtype}; use uint8, uint16 or float in [0, 1].")
     if array.ndim == 2:
@@ -189,12 +189,15 @@ def _from_numpy(array: np.ndarray) -> torch.Tensor:
     if not array.flags.writeable:  # PIL hands out read-only buffers; torch wants to own writable memory
         array = array.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
-    return _finish(tensor.to(torch.float32) / scale if scale != 1.0 else tensor.to(torch.float32))
+    if scale is None:
+        return _finish(tensor.to(torch.float32))
+    # Integers are in range by construction: one float copy, divided in place, no checks of the image's size.
+    return _channels(tensor.to(torch.float32).div_(scale))
 
 
 def _tensor_to_float(t: torch.Tensor) -> torch.Tensor:
     if t.dtype == torch.uint8:
-        return t.to(torch.float32) / 255.0
+        return t.to(torch.float32).div_(255.0)
     if t.dtype == torch.bool:
         return t.to(torch.float32)
     if t.is_floating_point():
@@ -202,17 +205,24 @@ def _tensor_to_float(t: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"Unsupported tensor dtype {t.dtype}; use float in [0, 1] or uint8.")
 
 
-def _finish(chw: torch.Tensor) -> torch.Tensor:
-    """Channel fix-up and checks shared by every input kind: CHW float -> 3-channel CHW in [0, 1]."""
+def _channels(chw: torch.Tensor) -> torch.Tensor:
+    """CHW -> 3-channel CHW: grayscale repeated (a view), alpha dropped."""
     channels, height, width = chw.shape
     if height == 0 or width == 0:
         raise ValueError(f"Image has an empty side ({width}x{height}); give an image at least 1x1 pixels.")
     if channels in (1, 2):  # grayscale, grayscale + alpha
-        chw = chw[:1].expand(3, -1, -1)
-    elif channels == 4:  # RGBA: the alpha channel is not part of the scene
-        chw = chw[:3]
-    elif channels != 3:
+        return chw[:1].expand(3, -1, -1)
+    if channels == 4:  # RGBA: the alpha channel is not part of the scene
+        return chw[:3]
+    if channels != 3:
         raise ValueError(f"Expected 1, 3 or 4 channels, got {channels}.")
-    if not torch.isfinite(chw).all():
+    return chw
+
+
+def _finish(chw: torch.Tensor) -> torch.Tensor:
+    """Float CHW of unknown range -> 3-channel CHW in [0, 1]; copied only when it must be clamped."""
+    chw = _channels(chw)
+    low, high = torch.aminmax(chw)
+    if not (torch.isfinite(low) and torch.isfinite(high)):
         raise ValueError("Image contains NaN or infinite values.")
-    return chw.clamp(0.0, 1.0)
+    return chw if low >= 0 and high <= 1 else chw.clamp(0.0, 1.0)

@@ -238,12 +238,20 @@ class DepthModel(nn.Module):
         from .images import image_size, to_tensor
         from .tiling import tile_grid, tiled_predict
 
-        model_size = self.family.preprocessing.input_size if input_size is None else input_size
-        options = dict(tile=tile, overlap=overlap, model_size=model_size, max_size=max_size, auto=auto)
+        rule = self.family.preprocessing
+        model_size = rule.input_size if input_size is None else input_size
+        options = dict(
+            tile=tile, overlap=overlap, model_size=model_size, max_size=max_size, auto=auto,
+            net_size=lambda height, width: rule.net_size(height, width, input_size, max_size),
+        )
         grids = [tile_grid(*image_size(item), **options) for item in items]  # checks the options up front
         passes = [1 if grid is None else 1 + len(grid) for grid in grids]
+        # Tiles are aligned where a crop changes the values by a scale and shift: disparity as it is, relative
+        # depth as inverse depth, and metric depth by a scale alone (zero stays zero).
         align = "scale" if self.is_metric else "affine"
         predict = self.tile_predictor(input_size, max_size)
+        if self.output_kind == "relative_depth":
+            predict = _inverted(predict)
 
         results = []
         for index, item in enumerate(items):
@@ -254,7 +262,7 @@ class DepthModel(nn.Module):
             depth = tiled_predict(
                 to_tensor(item), predict, progress=report, batch_size=batch_size, align=align, **options
             )
-            results.append(depth)
+            results.append(1.0 / depth.clamp_min(1e-12) if self.output_kind == "relative_depth" else depth)
         return pipeline.stack_if_same_size(results)
 
     # --------------------------------------------------------------------------------------------- loading
@@ -298,6 +306,15 @@ class DepthModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"family={self.family.name}, source={self.source}"
+
+
+def _inverted(predict: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A tile predictor of relative depth as one of inverse depth (where crops differ by scale and shift)."""
+
+    def inverse(images: torch.Tensor) -> torch.Tensor:
+        return 1.0 / predict(images).clamp_min(1e-12)
+
+    return inverse
 
 
 def __getattr__(name: str):

@@ -23,6 +23,7 @@ from .options import OVERLAP_FRACTION, PATCH, TILE_SPAN, check, input_size_probl
 from .transforms import processing_size
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
+NetSize = Callable[[int, int], tuple[int, int]]  # (height, width) of an image -> what the network sees
 
 # "auto" tiles when tiles see at least this many times finer than the global pass; at 1.67x (1280 x 864 at 518)
 # tiling already measured 2.3x the boundary F1 and 18% lower AbsRel (BENCHMARKS.md)
@@ -119,6 +120,7 @@ def tile_grid(
     max_size: int | None = None,
     auto: bool = False,
     shift: tuple[int, int] = (0, 0),
+    net_size: NetSize | None = None,
 ) -> TileGrid | None:
     """The tiles for an image of this size, or None when one pass is all it needs.
 
@@ -141,7 +143,7 @@ def tile_grid(
         return None
     tile_height, tile_width = min(tile, height), min(tile, width)
     if auto:
-        global_height, global_width = processing_size(height, width, model_size, max_size)
+        global_height, global_width = _global_size(height, width, model_size, max_size, net_size)
         global_scale = max(height / global_height, width / global_width)
         tile_scale = max(1.0, min(tile_height, tile_width) / model_size)
         if global_scale / tile_scale < AUTO_MIN_GAIN:
@@ -154,6 +156,13 @@ def tile_grid(
         ys=_axis_starts(height, tile_height, min(overlap, tile_height - 1), shift[0]),
         xs=_axis_starts(width, tile_width, min(overlap, tile_width - 1), shift[1]),
     )
+
+
+def _global_size(height: int, width: int, model_size: int, max_size: int | None, net_size: NetSize | None):
+    """What the network sees of the whole image: the model family's own rule, else v1 / v2's."""
+    if net_size is not None:
+        return tuple(net_size(height, width))
+    return processing_size(height, width, model_size, max_size)
 
 
 def fit_scale_shift(
@@ -361,6 +370,7 @@ def tiled_predict(
     lowpass: float | None = None,
     shift: tuple[int, int] = (0, 0),
     on_tile: Callable[[int, int, torch.Tensor], None] | None = None,
+    net_size: NetSize | None = None,
 ) -> torch.Tensor:
     """Depth for a large image from one global pass and overlapping native-resolution tiles.
 
@@ -385,6 +395,8 @@ def tiled_predict(
             shift, at the price of the global pass's own noise.
         shift: offset (dy, dx) of the tile grid in pixels; a shifted grid should give the same depth.
         on_tile: called as on_tile(y, x, depth) with each aligned tile before blending, for inspection.
+        net_size: the model family's rule for the size its network sees, (height, width) -> (h, w), used for the
+            global pass (default: v1 / v2's `processing_size` with `model_size` and `max_size`).
 
     Returns:
         float32 (H, W) on the image's device.
@@ -405,7 +417,8 @@ def tiled_predict(
         raise ValueError(f"lowpass must be a positive sigma or None, got {lowpass!r}.")
     height, width = chw.shape[-2:]
     grid = tile_grid(
-        height, width, tile=tile, overlap=overlap, model_size=model_size, max_size=max_size, auto=auto, shift=shift
+        height, width, tile=tile, overlap=overlap, model_size=model_size, max_size=max_size, auto=auto, shift=shift,
+        net_size=net_size,
     )
     if grid is None:
         depth = _check_prediction(predict(chw[None].float()), 1, (height, width))[0]
@@ -414,7 +427,7 @@ def tiled_predict(
         return depth
 
     total = 1 + len(grid)
-    global_size = processing_size(height, width, model_size, max_size)
+    global_size = _global_size(height, width, model_size, max_size, net_size)
     global_map = _check_prediction(predict(_global_view(chw, global_size)[None]), 1, global_size)[0]
     if progress is not None:
         progress(1, total)

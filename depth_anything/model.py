@@ -8,10 +8,11 @@ restore stages (`depth_anything.pipeline`) and `infer`, tiled or not.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -212,6 +213,54 @@ class DepthModel(nn.Module):
                 progress(done, len(items))
         return pipeline.stack_if_same_size(results)
 
+    def infer_video(
+        self,
+        frames: Iterable[ImageInput] | torch.Tensor,
+        *,
+        input_size: int | None = None,
+        max_size: int | None = None,
+        batch_size: int = 8,
+        progress: Progress | None = None,
+    ) -> torch.Tensor | Iterator[torch.Tensor]:
+        """Depth for the frames of a clip, in order.
+
+        A temporal family (`family.temporal`, e.g. Video Depth Anything) overrides this with its own windows over
+        the clip; every other family runs the frames through `infer`, `batch_size` at a time.
+
+        Args:
+            frames: a list of frames, a (T, H, W, 3) / (T, 3, H, W) tensor or array, or any iterable of frames
+                (a decoder): a long clip is then never held whole.
+            input_size, max_size, batch_size: as for `infer`.
+            progress: called as progress(frames done, total frames or None) after each batch; raise to stop.
+
+        Returns:
+            float32 (T, H, W) on the CPU for a list, tensor or array; for any other iterable, a generator that
+            yields each frame's (H, W) depth as soon as it is known.
+
+        Example:
+            >>> depth = model.infer_video(frames)  # (T, H, W)  # doctest: +SKIP
+            >>> for frame_depth in model.infer_video(decoder):  # streamed  # doctest: +SKIP
+            ...     write(frame_depth)
+        """
+        whole = isinstance(frames, (list, tuple, torch.Tensor, np.ndarray))
+        total = len(frames) if whole else None
+        options = dict(input_size=input_size, max_size=max_size, batch_size=batch_size)
+
+        def stream() -> Iterator[torch.Tensor]:
+            done = 0
+            for chunk in _chunks(frames, batch_size):
+                depths = self.infer(chunk, **options)
+                yield from depths
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+
+        if whole:
+            if total == 0:
+                raise ValueError("No frames given: pass at least one frame.")
+            return pipeline.stack_if_same_size(list(stream()))
+        return stream()
+
     def tile_predictor(self, input_size: int | None = None, max_size: int | None = None):
         """`predict(images (N, 3, h, w) in [0, 1]) -> (N, h, w)` through the stages, for the tiling engine."""
 
@@ -306,6 +355,18 @@ class DepthModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"family={self.family.name}, source={self.source}"
+
+
+def _chunks(frames, size: int) -> Iterator[list]:
+    """Lists of at most `size` frames from a list, a batch or any iterable, read lazily."""
+    chunk = []
+    for frame in frames:
+        chunk.append(frame)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _inverted(predict: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

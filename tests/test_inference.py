@@ -224,3 +224,17 @@ def test_fp16_overflow_inside_the_network_falls_back_to_float32(v2_vits_path):
     assert any("float32" in str(w.message) for w in caught)
     with torch.inference_mode():
         assert math.isclose(depth.max().item(), model.backend.float32()(x).max().item(), rel_tol=1e-5)
+
+
+def test_infer_video_runs_any_family_frame_by_frame(v2_vits):
+    frames = torch.rand(5, 40, 56, 3, generator=torch.Generator().manual_seed(2))
+    expected = v2_vits.infer(frames, input_size=56)
+    seen = []
+    whole = v2_vits.infer_video(frames, input_size=56, batch_size=2, progress=lambda done, total: seen.append((done, total)))
+    torch.testing.assert_close(whole, expected, rtol=1e-5, atol=1e-5)  # batches of 2, not 5: float round-off
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    streamed = v2_vits.infer_video(iter(list(frames)), input_size=56, batch_size=2)
+    assert not isinstance(streamed, torch.Tensor)  # a generator: frames come out as they are done
+    torch.testing.assert_close(torch.stack(list(streamed)), whole, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="No frames"):
+        v2_vits.infer_video([])

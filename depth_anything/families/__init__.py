@@ -42,6 +42,8 @@ class ModelFamily:
         layout: the state-dict layout; families sharing one cannot be told apart by their weights alone.
         name_pattern: a regular expression a checkpoint's file or folder name matches when it is this family.
         max_depth: metres at the top of a metric model's output range (None for relative families).
+        temporal: the network sees clips, not single frames (`DepthModel.infer_video` runs its own windows);
+            surfaces route videos and frame batches of such a family to `infer_video`.
     """
 
     name: str = ""
@@ -53,6 +55,7 @@ class ModelFamily:
     layout: str = ""
     name_pattern: str | None = None
     max_depth: float | None = None
+    temporal: bool = False
 
     @property
     def is_metric(self) -> bool:

@@ -41,7 +41,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from .conditioning import NORMALIZE_MODES, OUTPUT_KINDS, DepthRange, condition, value_ranges
 from .files import write_atomic
-from .options import TILING_MODES
+from .options import DEPTH_FILE_FORMATS, FORMAT_SUFFIXES, TILING_MODES
 
 __all__ = [
     "DEPTH_FORMATS",
@@ -61,7 +61,7 @@ __all__ = [
 METADATA_KEY = "depth_anything"  # PNG iTXt keyword, EXR header attribute; the sidecar .json is the document itself
 SCHEMA = "depth-anything/depth-file"
 SCHEMA_VERSION = 1
-DEPTH_FORMATS = {".exr": "exr", ".png": "png16", ".npy": "npy"}  # the files that keep values, by suffix
+DEPTH_FORMATS = {FORMAT_SUFFIXES[name]: name for name in DEPTH_FILE_FORMATS}  # the files that keep values
 EXR_CHANNELS = ("Y", "Z")  # Y: a gray image to every reader; Z: the depth-pass name compositors file as depth
 DEFAULT_EXR_CHANNEL = "Y"
 EXR_DEPTH_NAMES = ("Y", "Z", "depth.Z", "Depth.Z")  # read in this order from files without our metadata
@@ -415,7 +415,7 @@ def depth_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in DEPTH_FORMATS:
         raise ValueError(
-            f"{Path(path).name}: depth files are {', '.join(DEPTH_FORMATS)} (float EXR, 16-bit PNG, npy), "
+            f"{Path(path).name}: depth files are {', '.join(DEPTH_FORMATS)} (16-bit PNG, npy, float EXR), "
             f"not {suffix or 'a name without a suffix'!r}."
         )
     return DEPTH_FORMATS[suffix]
@@ -504,22 +504,41 @@ class DepthFile:
             return "disparity"
         return self.metadata.kind
 
-    def unit(self) -> np.ndarray:
-        """The [0, 1] float32 map with near = white, as the file's metadata describes it (its range and gamma).
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        """The near-bright range `unit` maps to [0, 1]: the recorded one; (0, 1) for values read as a 0..1 map;
+        None (each map's own) for raw values of unknown range."""
+        if self.metadata is not None and self.metadata.value_range is not None:
+            return self.metadata.value_range
+        if self.levels is not None or _within_unit(self.values):
+            return (0.0, 1.0)
+        return None
 
-        A PNG's own levels (made near = white); raw values over the recorded range, else over their own.
-        """
+    def unit(self) -> np.ndarray:
+        """The [0, 1] float32 map with near = white: a PNG's own levels (made near = white), raw values over the
+        recorded range and gamma (over their own range when the file records none)."""
         meta = self.metadata
-        if self.levels is not None:  # a PNG
-            if meta is None or meta.value_range is None:
-                return self.values  # its levels, already read as 0..1 with near = white
+        if self.levels is not None and meta is not None and meta.value_range is not None:
             unit = unit_from_levels(self.levels, meta)
             return (unit ** meta.gamma if meta.gamma != 1.0 else unit).astype(np.float32)
+        gamma = meta.gamma if meta is not None and self.levels is None else 1.0  # a PNG's levels hold theirs
+        return condition(self.values, kind=self.kind, value_range=self.value_range, gamma=gamma).numpy()
+
+    def summary(self) -> str:
+        """One line on what the file holds, for logs and the Load Depth node's info output."""
+        height, width = self.values.shape
+        meta = self.metadata
         if meta is None:
-            if _within_unit(self.values):
-                return np.nan_to_num(self.values, nan=0.0, posinf=0.0, neginf=0.0).clip(0, 1)
-            return condition(self.values).numpy()  # not a 0..1 map: over its own range, larger = nearer
-        return condition(self.values, kind=meta.kind, value_range=meta.value_range, gamma=meta.gamma).numpy()
+            return f"{self.path.name}: {width}x{height} {self.format}. {self.note}"
+        what = {"disparity": "disparity", "relative_depth": "relative depth", "metric_depth": "depth in metres"}
+        source = ", ".join(v for v in (meta.model, meta.family, meta.encoder) if v) or "an unnamed model"
+        line = f"{self.path.name}: {what[meta.kind]} from {source}, {width}x{height} {self.format}"
+        if meta.value_range is not None:
+            line += f", range {meta.value_range[0]:.6g}..{meta.value_range[1]:.6g} ({meta.range_of}"
+            line += f", {meta.normalize})" if meta.normalize else ")"
+        if meta.input_size:
+            line += f", input size {meta.input_size}, tiling {meta.tiling}"
+        return line + (f". {self.note}" if self.note else ".")
 
 
 def _within_unit(values: np.ndarray) -> bool:
@@ -571,7 +590,7 @@ def _read_png16(path: Path) -> DepthFile:
     if bit_depth != 16 or colour != 0:
         kind = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale + alpha", 6: "RGBA"}.get(colour, "unknown")
         raise DepthFileError(
-            f"{path.name} is a {bit_depth}-bit {kind} PNG; depth files are 16-bit grayscale PNGs (65536 levels), "
+            f"{path.name} is {'an' if bit_depth == 8 else 'a'} {bit_depth}-bit {kind} PNG; depth files are 16-bit grayscale PNGs (65536 levels), "
             "float EXR or npy. Save depth with Save Depth 16-bit / Save Depth EXR (or --format png16 / exr); to "
             "use an 8-bit depth picture as a ControlNet hint, load it with Load Image."
         )

@@ -30,7 +30,9 @@ OVERLAP_FRACTION = 4  # default overlap: a quarter of the tile
 MAX_TILE = 16380  # the largest multiple of 14 below 16384 (ComfyUI's widget limit)
 
 OUTPUT_FORMATS = ("side-by-side", "png8", "png16", "npy", "exr")  # what the command line (and save nodes) write
-RAW_FORMATS = ("npy", "exr")  # formats that keep the raw values rather than a [0, 1] map
+FORMAT_SUFFIXES = {"side-by-side": ".png", "png8": ".png", "png16": ".png", "npy": ".npy", "exr": ".exr"}
+DEPTH_FILE_FORMATS = ("png16", "npy", "exr")  # files that keep values, with metadata; Load Depth reads them
+RAW_FORMATS = ("npy", "exr")  # of those, the ones that hold the raw values rather than a [0, 1] map
 
 BATCH_SIZE = 4  # images (or tiles at model resolution) per forward pass on the command line and in the nodes
 

@@ -20,7 +20,7 @@ from PIL import Image
 from ..conditioning import DepthRange, condition, near_bright, quantize, value_ranges
 from ..depth_files import DepthMetadata, depth_metadata, exr_bytes, for_map, png16_bytes, write_npy
 from ..files import partial_path, remove_stale_partials, write_atomic
-from ..options import OUTPUT_FORMATS, RAW_FORMATS
+from ..options import DEPTH_FILE_FORMATS, FORMAT_SUFFIXES, OUTPUT_FORMATS, RAW_FORMATS
 from ..postprocess import colorize
 
 __all__ = [
@@ -57,7 +57,7 @@ class RenderOptions:
 
     @property
     def suffix(self) -> str:
-        return {"npy": ".npy", "exr": ".exr"}.get(self.format, ".png")
+        return FORMAT_SUFFIXES[self.format]
 
     @property
     def needs_image(self) -> bool:
@@ -79,7 +79,7 @@ class RenderOptions:
 
     def metadata(self, size: tuple[int, int], value_range: DepthRange | None) -> DepthMetadata | None:
         """What a png16 / npy / exr output of this size, rendered over `value_range`, records; None for pictures."""
-        if self.format not in ("png16", *RAW_FORMATS):
+        if self.format not in DEPTH_FILE_FORMATS:
             return None
         base = self.about if self.about is not None else depth_metadata(kind=self.kind)
         base = replace(base, kind=self.kind, normalize=self.normalize, near_white=not self.invert, gamma=self.gamma)

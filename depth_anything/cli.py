@@ -8,6 +8,7 @@ Ray scale-out. Run `depth-anything --help` for every option with an example.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -220,6 +221,8 @@ def _check_options(args) -> None:
         raise UsageError(f"--format {fmt} is not coloured; --colormap / --grayscale apply to png8 and side-by-side")
     if fmt in RAW_FORMATS and (args.normalize or args.invert or args.gamma != 1.0):
         raise UsageError(f"--format {fmt} keeps the raw depth; --normalize / --invert / --gamma apply to pictures")
+    if fmt == "exr" and importlib.util.find_spec("OpenEXR") is None:
+        raise UsageError("--format exr needs the OpenEXR bindings: pip install openexr")
     if args.video_path and args.format in ("png16", *RAW_FORMATS):
         raise UsageError(f"video output is side-by-side or depth only (--pred-only), not --format {args.format}")
     if args.tiled == "off" and (args.tile or args.overlap):

@@ -362,6 +362,18 @@ def values_from_near_bright(values: np.ndarray, kind: str) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ writing
 
 
+def openexr():
+    """The OpenEXR bindings (PyPI `openexr`), imported when an EXR is read or written."""
+    try:
+        import OpenEXR
+    except ImportError:
+        raise ModuleNotFoundError(
+            "Reading and writing .exr files needs the OpenEXR bindings: pip install openexr (or pip install "
+            "'depth-anything-preprocessor[exr]')."
+        ) from None
+    return OpenEXR
+
+
 def png16_bytes(levels: np.ndarray, metadata: DepthMetadata | None, pnginfo: PngInfo | None = None) -> bytes:
     """A uint16 (H, W) map -> 16-bit grayscale PNG bytes with the metadata in one iTXt chunk (plus `pnginfo`'s
     chunks, e.g. ComfyUI's workflow)."""
@@ -380,7 +392,7 @@ def png16_bytes(levels: np.ndarray, metadata: DepthMetadata | None, pnginfo: Png
 def exr_bytes(values: np.ndarray, metadata: DepthMetadata | None, channel: str = DEFAULT_EXR_CHANNEL) -> bytes:
     """A float (H, W) map -> single-part scanline OpenEXR bytes: one float32 channel, ZIP (lossless), the
     metadata as a string attribute of the header. Written by the OpenEXR library itself."""
-    import OpenEXR
+    OpenEXR = openexr()
 
     if channel not in EXR_CHANNELS:
         raise ValueError(f"exr_channel must be one of {', '.join(EXR_CHANNELS)}, got {channel!r}.")
@@ -613,6 +625,14 @@ def _read_png16(path: Path) -> DepthFile:
     return DepthFile(path, "png16", values, meta, None, levels)
 
 
+def is_png16(path: str | Path) -> bool:
+    """Whether a file is a 16-bit grayscale PNG (from its header alone)."""
+    try:
+        return _png_header(Path(path)) == (16, 0)
+    except (DepthFileError, OSError):
+        return False
+
+
 def _png_header(path: Path) -> tuple[int, int]:
     """(bit depth, colour type) from the IHDR chunk, which every PNG starts with."""
     with open(path, "rb") as file:
@@ -623,7 +643,7 @@ def _png_header(path: Path) -> tuple[int, int]:
 
 
 def _read_exr(path: Path) -> DepthFile:
-    import OpenEXR
+    OpenEXR = openexr()
 
     try:
         exr = OpenEXR.File(str(path), separate_channels=True)

@@ -16,7 +16,7 @@ import torch
 import folder_paths
 
 from depth_anything.conditioning import DepthRange
-from depth_anything.depth_files import DEPTH_FORMATS, EXR_CHANNELS, exr_bytes, load_depth
+from depth_anything.depth_files import DEPTH_FORMATS, EXR_CHANNELS, exr_bytes, is_png16, load_depth
 from depth_anything.files import PARTIAL_SUFFIX, write_atomic
 
 from . import saving
@@ -75,16 +75,25 @@ class DepthAnythingSaveDepthEXR:
 
 
 def depth_file_names() -> list[str]:
-    """Depth files (.exr, .png, .npy) in the input folder and its subfolders, as paths relative to it."""
-    root = folder_paths.get_input_directory()
+    """Load Depth's choices: the depth files (.png, .npy, .exr) in the input folder and its subfolders, then those
+    in the output folder as "name [output]" (16-bit PNGs only there: it also holds ComfyUI's 8-bit images)."""
+    inputs = _depth_files(folder_paths.get_input_directory(), only_16_bit=False)
+    outputs = _depth_files(folder_paths.get_output_directory(), only_16_bit=True)
+    return inputs + [f"{name} [output]" for name in outputs]
+
+
+def _depth_files(root: str, *, only_16_bit: bool) -> list[str]:
     names = []
     for folder, subfolders, files in os.walk(root):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
         for name in files:
-            if Path(name).suffix.lower() in DEPTH_FORMATS and not name.startswith(".") and not name.endswith(
-                PARTIAL_SUFFIX
-            ):
-                names.append(os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/"))
+            suffix = Path(name).suffix.lower()
+            if suffix not in DEPTH_FORMATS or name.startswith(".") or name.endswith(PARTIAL_SUFFIX):
+                continue
+            path = os.path.join(folder, name)
+            if only_16_bit and suffix == ".png" and not is_png16(path):
+                continue
+            names.append(os.path.relpath(path, root).replace(os.sep, "/"))
     return sorted(names)
 
 
@@ -128,8 +137,9 @@ class DepthAnythingLoadDepth:
                 "depth_file": (
                     depth_file_names(),
                     {
-                        "tooltip": "A .png (16-bit), .exr or .npy in ComfyUI's input folder (a .npy's metadata "
-                        "is the .json beside it). Saved files can be named as 'subfolder/name.exr [output]'."
+                        "tooltip": "A .png (16-bit), .exr or .npy from ComfyUI's input folder, or one the save "
+                        "nodes wrote (listed with [output]; refresh to see new ones). A .npy's metadata is the "
+                        ".json beside it."
                     },
                 ),
             }

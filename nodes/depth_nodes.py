@@ -162,7 +162,7 @@ def estimate_depth(
     depth = condition(raw, kind=net.output_kind, normalize=normalization, invert=invert, gamma=gamma)
     as_image = depth[..., None].expand(-1, -1, -1, 3).contiguous()
     about = depth_metadata(
-        net, model_name=model.name, normalize=normalization, invert=invert, gamma=gamma, input_size=input_size,
+        net, normalize=normalization, invert=invert, gamma=gamma, input_size=input_size,
         tiling=tiling, tile=tile, overlap=tile_overlap,
     )
     ranges = tuple(value_ranges(raw, kind=net.output_kind, normalize=normalization))

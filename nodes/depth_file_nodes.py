@@ -42,14 +42,7 @@ class DepthAnythingSaveDepthEXR:
         return {
             "required": {
                 "raw_depth": (RAW_DEPTH_TYPE, {"tooltip": "Depth Anything Estimate's (or Load Depth's) raw_depth."}),
-                "filename_prefix": (
-                    "STRING",
-                    {
-                        "default": "depth_anything/depth",
-                        "tooltip": "File name start, relative to the output folder; may hold subfolders and "
-                        "%width% / %height%. A counter keeps earlier files.",
-                    },
-                ),
+                "filename_prefix": saving.filename_prefix_input(),
                 "channel": (
                     list(EXR_CHANNELS),
                     {

@@ -381,14 +381,7 @@ class DepthAnythingSaveDepth16:
         return {
             "required": {
                 "depth": ("IMAGE", {"tooltip": "A normalized depth map in [0, 1] (its first channel is saved)."}),
-                "filename_prefix": (
-                    "STRING",
-                    {
-                        "default": "depth_anything/depth",
-                        "tooltip": "File name start, relative to the output folder; may hold subfolders and "
-                        "%width% / %height%. A counter keeps earlier files.",
-                    },
-                ),
+                "filename_prefix": saving.filename_prefix_input(),
                 "save_npy": (
                     "BOOLEAN",
                     {"default": True, "tooltip": "Also write a float32 .npy beside each PNG."},

@@ -20,6 +20,17 @@ from depth_anything.depth_files import DepthMetadata, depth_metadata, for_map
 MADE_FROM_TOLERANCE = 0.25 / 65535  # a map and the one recomputed from the raw values agree far below a level
 
 
+def filename_prefix_input() -> tuple:
+    return (
+        "STRING",
+        {
+            "default": "depth_anything/depth",
+            "tooltip": "File name start, relative to the output folder; may hold subfolders and %width% / "
+            "%height%. A counter keeps earlier files.",
+        },
+    )
+
+
 def output_stems(filename_prefix: str, width: int, height: int, count: int) -> tuple[str, list[str], str]:
     """(folder, [a file name stem per map], subfolder) in ComfyUI's output folder, as SaveImage names files:
     prefix_00001_, prefix_00002_, ... after the files already there (%batch_num% is the map's index)."""

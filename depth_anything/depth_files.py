@@ -50,12 +50,16 @@ __all__ = [
     "DepthFile",
     "DepthFileError",
     "DepthMetadata",
+    "depth_format",
     "depth_metadata",
     "exr_bytes",
+    "for_map",
+    "is_png16",
     "load_depth",
     "png16_bytes",
     "save_depth",
     "sidecar_path",
+    "write_npy",
 ]
 
 METADATA_KEY = "depth_anything"  # PNG iTXt keyword, EXR header attribute; the sidecar .json is the document itself

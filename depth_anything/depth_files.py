@@ -606,7 +606,8 @@ def _read_png16(path: Path) -> DepthFile:
     if bit_depth != 16 or colour != 0:
         kind = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale + alpha", 6: "RGBA"}.get(colour, "unknown")
         raise DepthFileError(
-            f"{path.name} is {'an' if bit_depth == 8 else 'a'} {bit_depth}-bit {kind} PNG; depth files are 16-bit grayscale PNGs (65536 levels), "
+            f"{path.name} is {'an' if bit_depth == 8 else 'a'} {bit_depth}-bit {kind} PNG; depth files are 16-bit "
+            "grayscale PNGs (65536 levels), "
             "float EXR or npy. Save depth with Save Depth 16-bit / Save Depth EXR (or --format png16 / exr); to "
             "use an 8-bit depth picture as a ControlNet hint, load it with Load Image."
         )

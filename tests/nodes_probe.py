@@ -59,4 +59,8 @@ class TextProbe:
         return {"ui": {"text": [text]}}
 
 
-NODE_CLASS_MAPPINGS = {"NodesModuleProbe": NodesModuleProbe, "TestConditioning": TestConditioning, "TextProbe": TextProbe}
+NODE_CLASS_MAPPINGS = {
+    "NodesModuleProbe": NodesModuleProbe,
+    "TestConditioning": TestConditioning,
+    "TextProbe": TextProbe,
+}

@@ -78,7 +78,7 @@ def png_text_chunks(path: Path) -> list[tuple[bytes, bytes]]:
         assert struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])[0] == zlib.crc32(kind + body)
         if kind == b"iTXt":
             keyword, rest = body.split(b"\0", 1)
-            compressed, _method, rest = rest[0], rest[1], rest[2:]
+            compressed, rest = rest[0], rest[2:]  # then the compression method
             _language, _translated, text = rest.split(b"\0", 2)
             chunks.append((keyword, zlib.decompress(text) if compressed else text))
         elif kind == b"tEXt":
@@ -237,7 +237,8 @@ def test_bad_depth_files_get_clear_messages(tmp_path):
         load_depth(tmp_path / "wrong.png")
 
     Image.fromarray(np.zeros((4, 6), np.uint8)).save(tmp_path / "gray8.png")
-    with pytest.raises(DepthFileError, match=r"gray8.png is an 8-bit grayscale PNG; depth files are 16-bit.*Load Image"):
+    eight_bit = r"gray8.png is an 8-bit grayscale PNG; depth files are 16-bit.*Load Image"
+    with pytest.raises(DepthFileError, match=eight_bit):
         load_depth(tmp_path / "gray8.png")
     Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(tmp_path / "rgb8.png")
     with pytest.raises(DepthFileError, match=r"rgb8.png is an 8-bit RGB PNG"):
@@ -283,7 +284,8 @@ def test_command_line_exr_npy_and_png16_say_what_they_hold(tmp_path, v2_vits_pat
 
 def test_command_line_shared_range_is_the_range_each_png16_records(tmp_path, v2_vits_path):
     Image.fromarray(scene(40, 56, 2)).save(tmp_path / "frame2.png")
-    Image.fromarray(np.full((40, 56, 3), 128, np.uint8)).save(tmp_path / "frame3.png")  # a flat one: its own range is narrow
+    flat = np.full((40, 56, 3), 128, np.uint8)  # its own range is narrower than the shared one
+    Image.fromarray(flat).save(tmp_path / "frame3.png")
     images = [tmp_path / "frame2.png", tmp_path / "frame3.png"]
     common = ["--checkpoint", v2_vits_path, "--img-path", *images, "--input-size", SIZE, "-q"]
     run_cli(*common, "--outdir", tmp_path / "raw", "--format", "npy")

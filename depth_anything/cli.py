@@ -8,6 +8,7 @@ Ray scale-out. Run `depth-anything --help` for every option with an example.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from .batch.outputs import FORMATS, RenderOptions, SettingsMismatchError, check_
 from .batch.pipeline import InferenceSettings, ModelSpec, Outcome, run_images, tasks_for
 from .configs import ENCODERS
 from .conditioning import NORMALIZE_MODES
+from .depth_files import depth_metadata
 from .families import FAMILIES, get_family
 from .files import remove_stale_partials
 from .loading import CheckpointError, ModelNotAvailableError, resolve_checkpoint
@@ -25,6 +27,7 @@ from .options import (
     BATCH_SIZE,
     DEFAULT_INPUT_SIZE,
     HELP,
+    RAW_FORMATS,
     TILING_MODES,
     batch_size_problem,
     gamma_problem,
@@ -214,11 +217,13 @@ def _check_options(args) -> None:
     if args.grayscale and args.colormap:
         raise UsageError("--grayscale and --colormap contradict each other; give one")
     fmt = _image_format(args)
-    if fmt in ("png16", "npy") and (args.colormap or args.grayscale):
+    if fmt in ("png16", *RAW_FORMATS) and (args.colormap or args.grayscale):
         raise UsageError(f"--format {fmt} is not coloured; --colormap / --grayscale apply to png8 and side-by-side")
-    if fmt == "npy" and (args.normalize or args.invert or args.gamma != 1.0):
-        raise UsageError("--format npy keeps the raw depth; --normalize / --invert / --gamma apply to pictures")
-    if args.video_path and args.format in ("png16", "npy"):
+    if fmt in RAW_FORMATS and (args.normalize or args.invert or args.gamma != 1.0):
+        raise UsageError(f"--format {fmt} keeps the raw depth; --normalize / --invert / --gamma apply to pictures")
+    if fmt == "exr" and importlib.util.find_spec("OpenEXR") is None:
+        raise UsageError("--format exr needs the OpenEXR bindings: pip install openexr")
+    if args.video_path and args.format in ("png16", *RAW_FORMATS):
         raise UsageError(f"video output is side-by-side or depth only (--pred-only), not --format {args.format}")
     if args.tiled == "off" and (args.tile or args.overlap):
         raise UsageError("--tile / --overlap apply with --tiled on or --tiled auto")
@@ -371,19 +376,25 @@ def run(args) -> int:
     try:
         official_colormap = "inferno" if family.name == "v1" else "Spectral_r"
         colormap = "grayscale" if args.grayscale else args.colormap or official_colormap
+        input_size = settings.input_size or family.preprocessing.input_size
+        about = depth_metadata(
+            kind=family.output_kind, model_name=Path(spec.checkpoint).name, family=family.name, encoder=encoder or None,
+            input_size=input_size, max_size=settings.max_size, tiling=settings.tiled, tile=settings.tile,
+            overlap=settings.overlap,
+        )
         look = dict(kind=family.output_kind, invert=args.invert, gamma=args.gamma)
-        image_options = RenderOptions(_image_format(args), colormap, args.normalize or "per_image", **look)
+        image_options = RenderOptions(_image_format(args), colormap, args.normalize or "per_image", **look,
+                                      about=about)
         video_options = RenderOptions("png8" if args.pred_only or args.format == "png8" else "side-by-side",
                                       colormap, args.normalize or "batch", **look)
-        input_size = settings.input_size or family.preprocessing.input_size
         model_record = dict(checkpoint=Path(spec.checkpoint).name, family=family.name, encoder=encoder,
                             input_size=input_size, max_size=settings.max_size, tiled=settings.tiled,
                             tile=settings.tile, overlap=settings.overlap)
         kinds = {}
         if images.sources:
-            kinds["images"] = {**vars(image_options), **model_record}
+            kinds["images"] = {**image_options.settings(), **model_record}
         if videos.sources:
-            kinds["videos"] = {**vars(video_options), **model_record}
+            kinds["videos"] = {**video_options.settings(), **model_record}
         try:
             check_settings(outdir, kinds, args.overwrite)
         except SettingsMismatchError as exc:

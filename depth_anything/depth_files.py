@@ -372,8 +372,8 @@ def openexr():
         import OpenEXR
     except ImportError:
         raise ModuleNotFoundError(
-            "Reading and writing .exr files needs the OpenEXR bindings: pip install openexr (or pip install "
-            "'depth-anything-preprocessor[exr]')."
+            "Reading and writing .exr files needs the OpenEXR bindings, a dependency of this package that is "
+            "missing here: pip install openexr"
         ) from None
     return OpenEXR
 

@@ -95,6 +95,12 @@ class DepthModel(nn.Module):
         self._backend = make_backend(backend, self) if isinstance(backend, str) else backend
         return self
 
+    def __getstate__(self) -> dict:
+        # A copy or pickle of the model carries its weights, not the sessions or engines its backend holds.
+        state = dict(self.__dict__)
+        state["_backend"] = None
+        return state
+
     def _apply(self, fn, *args, **kwargs):
         if self._backend is not None:
             self._backend.reset()  # weights or device changed: compiled or copied forms are stale

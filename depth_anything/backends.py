@@ -199,6 +199,7 @@ BACKENDS: dict[str, BackendFactory] = {
     "onnx": _builtin("onnx_runtime", "OnnxRuntimeBackend"),
     "tensorrt": _builtin("tensorrt", "TensorRTBackend"),
 }
+DEFAULT_BACKEND = "eager"  # every surface's default: results exactly those of the PyTorch model
 BACKEND_HELP = (
     "What runs the network: eager (PyTorch as it is), compile (torch.compile), onnx (ONNX Runtime), tensorrt "
     "(NVIDIA GPUs) or auto (the fastest installed here that is measured exact; decided once and remembered). "

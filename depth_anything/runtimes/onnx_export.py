@@ -276,5 +276,6 @@ def side(n):
 x = cv2.resize(image, (side(w), side(h)), interpolation=cv2.INTER_CUBIC)
 x = (x - np.array({mean}, np.float32)) / np.array({std}, np.float32)
 depth = session.run(None, {{"{INPUT_NAME}": x.transpose(2, 0, 1)[None].astype(np.float32)}})[0][0]
-depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_LINEAR)  # {meta['output']} at the photo's size
+depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_LINEAR)  # {meta['output']} at the photo's size (the library
+# resizes back with bilinear align_corners=True, which cv2 has not: sub-pixel differences)
 '''

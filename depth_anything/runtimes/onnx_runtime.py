@@ -35,21 +35,22 @@ class OnnxRuntimeBackend(GraphBackend):
         require("onnx", "onnx", "onnx")
         self._session = None
         self._session_device: torch.device | None = None
-        self._check_precision()
-
-    def _check_precision(self) -> None:
-        dtype, device = self.dtype, self.device
-        if dtype == torch.bfloat16:
+        if self.dtype == torch.bfloat16:
             raise BackendUnavailableError(
                 "backend 'onnx' runs float32 or float16 weights, not bfloat16: load the model with dtype='fp32' "
                 "(or 'fp16' on a GPU)."
             )
+
+    def check_device(self, device: torch.device) -> None:
+        """A BackendUnavailableError when the weights' precision or `device` cannot run here. Checked when the
+        network first runs on a device (a ComfyUI model is loaded on the CPU and moved to the GPU to run)."""
+        dtype = self.dtype
         if dtype == torch.float16 and device.type == "cpu":
             raise BackendUnavailableError(
                 "backend 'onnx' on the CPU runs float32 (onnxruntime has no fast float16 CPU kernels): load the "
                 "model with dtype='fp32', or run fp16 on a GPU."
             )
-        self.providers(device)  # fails now, not at the first image, when the device has no provider
+        self.providers(device)
 
     def providers(self, device: torch.device) -> list:
         """ONNX Runtime's execution providers for `device`."""
@@ -137,6 +138,7 @@ class OnnxRuntimeBackend(GraphBackend):
         """The ONNX Runtime session for the model's current device (made on first use)."""
         device = self.device
         if self._session is None or self._session_device != device:
+            self.check_device(device)
             exported = artifact("onnx", self.file_key(), "onnx")
             if device.type == "cpu":
                 load_or_build(exported, lambda path: path.stat(), self._export, "ONNX file")

@@ -8,7 +8,9 @@ Ray scale-out. Run `depth-anything --help` for every option with an example.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from contextlib import contextmanager
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,23 +361,33 @@ def _make_engine(args, spec: ModelSpec, settings: InferenceSettings):
     return engine, family, encoder
 
 
-def _show_backend_notes(args) -> None:
+@contextmanager
+def _backend_notes(args):
     """Backends say when they export, build or compile (first runs take longer): as notes, unless --quiet."""
-    import logging
-
     logger = logging.getLogger("depth_anything.backends")
     if args.quiet or logger.handlers:
+        yield
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("note: %(message)s"))
+    level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def run(args) -> int:
     """Run a parsed command line; returns the exit status."""
+    with _backend_notes(args):
+        return _run(args)
+
+
+def _run(args) -> int:
     _check_options(args)
-    _show_backend_notes(args)
     settings = _inference_settings(args)
     outdir = Path(args.outdir or ("./vis_depth" if args.img_path else "./vis_video_depth")).expanduser()
     images = discover(args.img_path, IMAGE_EXTENSIONS, exclude=outdir) if args.img_path else Discovery()

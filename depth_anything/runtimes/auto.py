@@ -66,7 +66,7 @@ def choose_backend(model) -> Backend:
         except BackendUnavailableError as exc:  # e.g. a runtime uninstalled since: measure again
             log.warning("backend 'auto': the remembered %r cannot run now (%s); measuring again", remembered, exc)
     chosen, timings, dropped = measure(model)
-    item.write_record(chosen=chosen, seconds=timings, dropped=dropped)
+    item.write_record(chosen=chosen.name, seconds=timings, dropped=dropped)
     log.info("backend 'auto': chose %s (%s)", chosen.name,
              ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in timings.items()))
     return chosen

@@ -101,11 +101,18 @@ class OnnxRuntimeBackend(GraphBackend):
             difference = relative_difference(self._run_session(session, pixels), reference)
         return check_exact("onnx", difference, self.dtype, "the exported ONNX file")
 
-    def _open_bytes(self, data, device: torch.device):
+    def session_options(self, optimize: bool = True):
         options = self.ort.SessionOptions()
-        options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        level = self.ort.GraphOptimizationLevel
+        options.graph_optimization_level = level.ORT_ENABLE_ALL if optimize else level.ORT_DISABLE_ALL
         options.intra_op_num_threads = torch.get_num_threads()  # the threads torch was given (Ray workers set it)
+        # Idle threads must not spin: torch's pre- and post-processing threads share the cores with them.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
+        return options
+
+    def _open_bytes(self, data, device: torch.device):
+        options = self.session_options()
         return self.ort.InferenceSession(data, options, providers=self.providers(device))
 
     def _open_optimized(self, exported: Artifact, device: torch.device):
@@ -114,9 +121,7 @@ class OnnxRuntimeBackend(GraphBackend):
         item = artifact("onnx", key, "optimized.onnx")
 
         def build(target: Artifact) -> None:
-            options = self.ort.SessionOptions()
-            options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.log_severity_level = 3
+            options = self.session_options()
             partial = target.path.with_name(target.path.name + ".building")
             options.optimized_model_filepath = str(partial)
             try:
@@ -126,10 +131,7 @@ class OnnxRuntimeBackend(GraphBackend):
                 partial.unlink(missing_ok=True)
 
         def load(path):
-            options = self.ort.SessionOptions()
-            options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # already done
-            options.intra_op_num_threads = torch.get_num_threads()
-            options.log_severity_level = 3
+            options = self.session_options(optimize=False)  # already optimised
             return self.ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
         return load_or_build(item, load, build, "optimised ONNX file")
@@ -142,7 +144,13 @@ class OnnxRuntimeBackend(GraphBackend):
             exported = artifact("onnx", self.file_key(), "onnx")
             if device.type == "cpu":
                 load_or_build(exported, lambda path: path.stat(), self._export, "ONNX file")
-                self._session = self._open_optimized(exported, device)
+                try:
+                    self._session = self._open_optimized(exported, device)
+                except Exception as exc:  # noqa: BLE001 - the exported file itself is damaged: export again
+                    log.warning("%s does not load (%s); exporting it again.", exported.path, str(exc)[:300])
+                    exported.remove()
+                    load_or_build(exported, lambda path: path.stat(), self._export, "ONNX file")
+                    self._session = self._open_optimized(exported, device)
             else:
                 self._session = load_or_build(
                     exported, lambda path: self._open_bytes(str(path), device), self._export, "ONNX file"

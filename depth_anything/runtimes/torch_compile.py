@@ -28,8 +28,17 @@ MAX_SHAPES = 16  # compiled (batch, height, width) shapes kept; more run eagerly
 
 
 def use_cache_folder() -> str:
-    """Point inductor's on-disk cache into the backends cache folder, unless the user chose one."""
-    folder = os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "inductor"))
+    """Point inductor's on-disk cache into the backends cache folder, unless the user chose another one.
+
+    torch fills in TORCHINDUCTOR_CACHE_DIR with its default (a folder in /tmp, lost at reboot) when it first
+    needs it, which importing torch's compiler may already have done: that value is not a user's choice.
+    """
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_root() / "inductor")
+    folder = os.environ["TORCHINDUCTOR_CACHE_DIR"]
     os.makedirs(folder, exist_ok=True)
     return folder
 

@@ -41,6 +41,7 @@ from depth_anything.runtimes.onnx_export import ExportError, export_onnx, parse_
 from depth_anything.runtimes.tensorrt import engine_key
 
 from checkpoints import write_checkpoint
+from comfyui_server import comfyui  # noqa: F401  (the real ComfyUI server fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 INPUT_SIZE = 98  # the network sizes below: square 98x98, portrait 140x98, landscape 98x252
@@ -194,6 +195,46 @@ def test_the_detector_takes_a_backend(checkpoints):
     want = eager(image, detect_resolution=INPUT_SIZE, output_type="pt")
     got = fast(image, detect_resolution=INPUT_SIZE, output_type="pt")
     assert (got - want).abs().max() < 1e-3  # [0, 1] control images: float rounding, far below one 8-bit step
+
+
+def test_the_comfyui_loader_takes_an_optional_backend(comfyui):
+    name = "depth_anything_v2_vits_backends.pth"
+    path = write_checkpoint(comfyui.models_dir / "depth_anything" / name, seed=21)
+    Image.fromarray(photos([(48, 80)], seed=2)[0]).save(comfyui.input_dir / "backends.png")
+
+    def prompt(**backend) -> dict:
+        loader = {"model_name": name, "family": "auto", "precision": "auto", "device": "auto", **backend}
+        estimate = dict(input_size=INPUT_SIZE, normalization="per_image", invert=False, gamma=1.0, batch_size=4,
+                        tiling="off", tile_size=0, overlap=0)
+        return {
+            "1": {"class_type": "LoadImage", "inputs": {"image": "backends.png"}},
+            "2": {"class_type": "DepthAnythingModelLoader", "inputs": loader},
+            "3": {"class_type": "DepthAnythingEstimate", "inputs": {"model": ["2", 0], "image": ["1", 0], **estimate}},
+            "5": {"class_type": "DepthAnythingSaveDepth16", "inputs": {
+                "depth": ["3", 0], "filename_prefix": "tests/backend", "save_npy": True, "raw_depth": ["3", 2]}},
+        }
+
+    def raw(outputs) -> np.ndarray:
+        (png16,) = comfyui.output_files(outputs, "5")
+        return np.load(png16.with_suffix(".npy"))
+
+    info = comfyui.get("/object_info")["DepthAnythingModelLoader"]["input"]
+    assert "backend" not in info["required"]
+    choices, options = info["optional"]["backend"]
+    assert list(choices) == list(BACKENDS) and options["default"] == "eager" and "onnx" in options["tooltip"]
+
+    expected = DepthAnything.from_pretrained(path, device="cpu").infer(
+        np.asarray(Image.open(comfyui.input_dir / "backends.png").convert("RGB")), input_size=INPUT_SIZE)[0]
+    saved = raw(comfyui.run(prompt()))  # a workflow saved before the input existed: eager, as before
+    np.testing.assert_allclose(saved, expected.numpy(), rtol=1e-5, atol=1e-5)
+    fast = raw(comfyui.run(prompt(backend="onnx")))
+    assert relative(fast, expected) < EXACT_TOLERANCE and not np.array_equal(fast, saved)  # ONNX Runtime ran
+    # a value outside the list: refused by validation (current ComfyUI) or by the node, with the valid names
+    status, answer = comfyui.queue(prompt(backend="fast"))
+    if status == 200:
+        entry = comfyui.wait(answer["prompt_id"], 300)
+        answer = entry["status"]
+    assert "fast" in json.dumps(answer) and "eager" in json.dumps(answer)
 
 
 # ---------------------------------------------------------------------------------------------- export

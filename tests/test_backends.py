@@ -437,6 +437,18 @@ def test_a_corrupt_cached_file_is_rebuilt(checkpoints, onnx_models, caplog):
     assert all(path.stat().st_size > 1_000_000 for path in files)  # rebuilt in place
 
 
+def test_weights_with_nan_or_inf_are_refused_quickly(tmp_path):
+    from depth_anything import CheckpointError
+
+    for bad in (float("nan"), float("inf")):
+        path = write_checkpoint(tmp_path / "depth_anything_v2_vits.pth", seed=4)
+        state = torch.load(path, weights_only=True)
+        state["pretrained.blocks.3.mlp.fc1.weight"][7, 11] = bad
+        torch.save(state, path)
+        with pytest.raises(CheckpointError, match="blocks.3.mlp.fc1.weight holds NaN or infinite"):
+            DepthAnything.from_pretrained(path, device="cpu")
+
+
 def test_a_backend_that_differs_is_refused():
     assert check_exact("x", 5e-5, torch.float32, "it") == 5e-5
     with pytest.raises(BackendMismatchError, match="differs from the eager network by 0.001"):

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 from checkpoints import write_checkpoint  # noqa: E402
 from cli_throughput import photo  # noqa: E402
+from core_vs_transformers import interleaved  # noqa: E402  (one warm-up each, then alternating repeats)
 
 from depth_anything import DepthAnything, processing_size  # noqa: E402
 
@@ -47,19 +48,6 @@ MIXED = [(4032, 3024), (3024, 4032), (1080, 1920), (1920, 1080), (2048, 2048), (
          (2400, 1080)]
 ONE_ASPECT = [(768, 1024), (960, 1280), (1200, 1600), (1536, 2048), (600, 800), (1080, 1440), (900, 1200),
               (480, 640)]
-
-
-def interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
-    """Each callable `repeats` times, alternating, after one warm-up each (which builds compiled forms)."""
-    times = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def report(title: str, times: dict[str, list[float]], peer: str) -> None:

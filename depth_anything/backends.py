@@ -19,6 +19,7 @@ import copy
 import importlib
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -47,6 +48,18 @@ def require(module: str, backend: str, extra: str, package: str | None = None):
             f"backend {backend!r} needs {package or module}, which is not installed here ({exc}). "
             f"Install it with: pip install '{PACKAGE}[{extra}]'"
         ) from exc
+
+
+@contextmanager
+def without_tf32():
+    """PyTorch's CUDA convolutions may use TF32 (10-bit mantissas) by default; references for float32 backends,
+    which are built without it, are computed without it too."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def relative_difference(result: torch.Tensor, reference: torch.Tensor) -> float:

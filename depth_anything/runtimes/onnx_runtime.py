@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from ..backends import BackendUnavailableError, GraphBackend, check_exact, relative_difference, require
+from ..backends import BackendUnavailableError, GraphBackend, check_exact, relative_difference, require, without_tf32
 from .artifacts import Artifact, artifact, device_description, load_or_build, versions, weights_digest
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, compare_with_eager, metadata, onnx_bytes, probe_pixels
 
@@ -64,7 +64,8 @@ class OnnxRuntimeBackend(GraphBackend):
                     "onnxruntime-gpu"
                 )
             index = device.index if device.index is not None else torch.cuda.current_device()
-            return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+            options = {"device_id": index, "use_tf32": 0}  # float32 means float32 (TF32 would differ by ~1e-3)
+            return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
         raise BackendUnavailableError(
             f"backend 'onnx' runs on the CPU or CUDA, not on {device.type}; use backend='eager' or 'compile' there."
         )
@@ -91,12 +92,13 @@ class OnnxRuntimeBackend(GraphBackend):
                    seconds=round(time.perf_counter() - start, 1))
 
     def _compare(self, session) -> float:
-        """The new file against the eager network on a probe batch (in float16 on the GPU for fp16 files)."""
+        """The new file against the eager network on a probe batch: float32 files on the CPU (a file runs the
+        same anywhere), float16 files on the model's GPU against the eager network in float16."""
         if self.dtype == torch.float32:
             difference = compare_with_eager(self.model, session, [CHECK_SIZE], torch.float32)[CHECK_SIZE]
         else:
             pixels = probe_pixels(1, *CHECK_SIZE).to(self.device)
-            with torch.inference_mode():
+            with torch.inference_mode(), without_tf32():
                 reference = self._eager(pixels)
             difference = relative_difference(self._run_session(session, pixels), reference)
         return check_exact("onnx", difference, self.dtype, "the exported ONNX file")

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from ..backends import BackendUnavailableError, GraphBackend, check_exact, relative_difference, require
+from ..backends import BackendUnavailableError, GraphBackend, check_exact, relative_difference, require, without_tf32
 from .artifacts import Artifact, artifact, device_description, load_or_build, versions, weights_digest
 from .onnx_export import INPUT_NAME, OUTPUT_NAME, metadata, onnx_bytes, probe_pixels
 
@@ -96,6 +96,8 @@ class TensorRTBackend(GraphBackend):
         config = builder.create_builder_config()
         if strongly_typed is None and self.dtype == torch.float16:  # TensorRT 8: precision is a builder flag
             config.set_flag(trt.BuilderFlag.FP16)
+        if self.dtype == torch.float32 and hasattr(trt.BuilderFlag, "TF32"):
+            config.clear_flag(trt.BuilderFlag.TF32)  # float32 means float32: TF32 would differ by ~1e-3
         profile = builder.create_optimization_profile()
         profile.set_shape(INPUT_NAME, (1, 3, height, width), (min(OPT_BATCH, MAX_BATCH), 3, height, width),
                           (MAX_BATCH, 3, height, width))
@@ -109,8 +111,9 @@ class TensorRTBackend(GraphBackend):
         # Compare with the eager network before the engine is kept.
         engine = self._deserialize(engine_bytes)
         pixels = probe_pixels(1, height, width).to(self.device)
-        difference = relative_difference(self._execute(engine, engine.create_execution_context(), pixels),
-                                         self._eager(pixels))
+        with without_tf32():
+            reference = self._eager(pixels)
+        difference = relative_difference(self._execute(engine, engine.create_execution_context(), pixels), reference)
         check_exact("tensorrt", difference, self.dtype, f"the engine for {height}x{width}")
         item.write(lambda f: f.write(engine_bytes), build_seconds=round(seconds, 1), checked=difference,
                    vram_in_use_after_build=used)

@@ -24,7 +24,9 @@ from .artifacts import cache_root
 
 log = logging.getLogger("depth_anything.backends")
 
-MAX_SHAPES = 16  # compiled (batch, height, width) shapes kept; more run eagerly
+# Compiled (batch, height, width) shapes; more run eagerly. torch itself recompiles a function for at most 8
+# shapes, then runs it uncompiled without a word: this makes that limit explicit, with a warning.
+MAX_SHAPES = 8
 
 
 def use_cache_folder() -> str:
@@ -58,7 +60,6 @@ class TorchCompileBackend(GraphBackend):
         self.cache_folder = use_cache_folder()
         self._compiled = None
         self._shapes: set[tuple[int, ...]] = set()
-        _allow_recompiles(MAX_SHAPES)
 
     def compiled(self):
         if self._compiled is None:
@@ -87,11 +88,3 @@ class TorchCompileBackend(GraphBackend):
         self._compiled = None  # guards hold the old weights' devices and dtypes
         self._shapes.clear()
 
-
-def _allow_recompiles(shapes: int) -> None:
-    """torch recompiles a function for at most 8 shapes by default, then silently runs it uncompiled."""
-    config = torch._dynamo.config
-    for name in ("recompile_limit", "cache_size_limit"):  # the name changed in torch 2.7
-        if hasattr(config, name):
-            setattr(config, name, max(getattr(config, name), shapes + 1))
-            return

@@ -44,7 +44,7 @@ from core_vs_transformers import interleaved  # noqa: E402  (one warm-up each, t
 from depth_anything import DepthAnything, processing_size  # noqa: E402
 
 # (height, width): every one a different network size at input size 518
-MIXED = [(4032, 3024), (3024, 4032), (1080, 1920), (1920, 1080), (2048, 2048), (1000, 4000), (1200, 1600),
+MIXED = [(4032, 3024), (3024, 4032), (1080, 1920), (1920, 1080), (2048, 2048), (1000, 4000), (1080, 2400),
          (2400, 1080)]
 ONE_ASPECT = [(768, 1024), (960, 1280), (1200, 1600), (1536, 2048), (600, 800), (1080, 1440), (900, 1200),
               (480, 640)]

@@ -171,7 +171,7 @@ def test_the_command_with_backend_onnx_equals_eager(family, checkpoints, eager_m
                "--format", "npy", "--input-size", str(INPUT_SIZE), "--backend", "onnx"]
     if family == "v2":  # as a user runs it: a new process, which finds the exported file on disk
         result = subprocess.run([sys.executable, "-m", "depth_anything.cli", *command], env=subprocess_env(),
-                                capture_output=True, text=True, timeout=300)
+                                capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
         stderr = result.stderr
     else:
@@ -245,7 +245,7 @@ def test_exported_file_runs_in_plain_onnxruntime_outside_the_library(checkpoints
     result = subprocess.run(
         [sys.executable, "-m", "depth_anything.cli", "export", "--checkpoint", str(checkpoints["v2"]), "--format",
          "onnx", "--sizes", "518x518,98x252,140x98", "--output", str(output)],
-        env=subprocess_env(), capture_output=True, text=True, timeout=300,
+        env=subprocess_env(), capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "matches the PyTorch network" in result.stdout and "onnxruntime.InferenceSession" in result.stdout.replace(

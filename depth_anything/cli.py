@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backends import BACKEND_HELP, BACKENDS, DEFAULT_BACKEND, BackendUnavailableError
 from .batch.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Discovery, Source, discover
 from .batch.outputs import FORMATS, RenderOptions, SettingsMismatchError, check_settings
 from .batch.pipeline import InferenceSettings, ModelSpec, Outcome, run_images, tasks_for
@@ -51,6 +54,13 @@ examples:
 
   # a video, depth only, one depth range for the whole clip (no flicker)
   depth-anything --video-path clip.mp4 --outdir out/ --pred-only
+
+  # faster: the network in ONNX Runtime (exported once, cached), or the fastest backend measured exact here
+  depth-anything --img-path photos/ --outdir depth/ --backend onnx
+  depth-anything --img-path photos/ --outdir depth/ --backend auto
+
+  # a standalone ONNX file of the network (see depth-anything export --help)
+  depth-anything export --checkpoint depth_anything_v2_vits --format onnx --output v2_vits.onnx
 
   # the same job on Ray: 4 workers with a GPU each on a running cluster
   depth-anything --img-path /shared/photos --outdir /shared/depth --engine ray --address auto \\
@@ -154,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cuda, cuda:1, mps or cpu (default: the best available). E.g. --device cuda:1")
     run.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                      help="weights precision (default: fp16 on GPU, fp32 on CPU). E.g. --dtype bf16")
+    run.add_argument("--backend", choices=list(BACKENDS), default=DEFAULT_BACKEND,
+                     help=f"{BACKEND_HELP} Default {DEFAULT_BACKEND}. E.g. --backend onnx")
     run.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local: this process; ray: Ray Data workers, each with its own model, reading and writing "
                      "the same paths (shared storage on a cluster). E.g. --engine ray")
@@ -197,7 +209,7 @@ def _model_spec(args) -> ModelSpec:
     except (CheckpointError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     dtype = None if args.dtype == "auto" else args.dtype
-    return ModelSpec(str(checkpoint.path), checkpoint.family.name, args.device, dtype)
+    return ModelSpec(str(checkpoint.path), checkpoint.family.name, args.device, dtype, args.backend)
 
 
 def _check_options(args) -> None:
@@ -342,7 +354,7 @@ def _make_engine(args, spec: ModelSpec, settings: InferenceSettings):
         else:
             engine = LocalEngine(spec, settings)
             family, encoder = engine.model.family, engine.model.encoder
-    except (CheckpointError, ModelNotAvailableError, FileNotFoundError) as exc:
+    except (CheckpointError, ModelNotAvailableError, FileNotFoundError, BackendUnavailableError) as exc:
         raise UsageError(str(exc)) from exc
     except (ValueError, RuntimeError, AssertionError, ConnectionError) as exc:
         # e.g. --device cuda without a GPU, an unknown --dtype, a Ray address that does not answer
@@ -354,8 +366,32 @@ def _make_engine(args, spec: ModelSpec, settings: InferenceSettings):
     return engine, family, encoder
 
 
+@contextmanager
+def _backend_notes(args):
+    """Backends say when they export, build or compile (first runs take longer): as notes, unless --quiet."""
+    logger = logging.getLogger("depth_anything.backends")
+    if args.quiet or logger.handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def run(args) -> int:
     """Run a parsed command line; returns the exit status."""
+    with _backend_notes(args):
+        return _run(args)
+
+
+def _run(args) -> int:
     _check_options(args)
     settings = _inference_settings(args)
     outdir = Path(args.outdir or ("./vis_depth" if args.img_path else "./vis_video_depth")).expanduser()
@@ -411,7 +447,12 @@ def run(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `depth-anything` command."""
+    """Entry point of the `depth-anything` command (`depth-anything export ...`: see `depth_anything.cli_export`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["export"]:
+        from .cli_export import main as export_main
+
+        return export_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

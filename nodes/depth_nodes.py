@@ -17,6 +17,7 @@ import comfy.model_management as mm
 import comfy.utils
 
 from depth_anything import COLORMAPS, NORMALIZE_MODES, colorize, condition, resolve_checkpoint
+from depth_anything.backends import BACKEND_HELP, DEFAULT_BACKEND
 from depth_anything.conditioning import DepthRange, quantize, value_ranges
 from depth_anything.depth_files import DepthMetadata, depth_metadata, png16_bytes, write_npy
 from depth_anything.files import write_atomic
@@ -110,7 +111,9 @@ def _checkpoint_fingerprint(model_name: str) -> str:
         return str(model_name)
 
 
-def load_depth_model(model_name: str, family: str, precision: str, device: str) -> managed.DepthAnythingModel:
+def load_depth_model(
+    model_name: str, family: str, precision: str, device: str, backend: str = DEFAULT_BACKEND
+) -> managed.DepthAnythingModel:
     """Resolve a loader choice (downloading a known model when missing) and load it through the cache.
 
     The family is decided once, by the library's resolver, before the cache is looked at, so a file and its
@@ -118,7 +121,7 @@ def load_depth_model(model_name: str, family: str, precision: str, device: str) 
     """
     path = model_files.resolve(model_name)
     checkpoint = resolve_checkpoint(path, family=managed.family_option(family))
-    return managed.load(checkpoint, name=model_name, precision=precision, device=device)
+    return managed.load(checkpoint, name=model_name, precision=precision, device=device, backend=backend)
 
 
 def estimate_depth(
@@ -212,7 +215,15 @@ class DepthAnythingModelLoader:
                         "GPU, e.g. to leave all VRAM to the diffusion model.",
                     },
                 ),
-            }
+            },
+            "optional": {
+                # Optional, so that workflows saved before it load unchanged (they run eager, as they did).
+                "backend": (
+                    list(managed.BACKEND_CHOICES),
+                    {"default": DEFAULT_BACKEND, "tooltip": f"{BACKEND_HELP} The first run of a new size can "
+                     "take a while (export or build); later runs, and later ComfyUI sessions, reuse it."},
+                ),
+            },
         }
 
     @classmethod
@@ -226,8 +237,8 @@ class DepthAnythingModelLoader:
     def IS_CHANGED(cls, model_name, **_):
         return _checkpoint_fingerprint(model_name)
 
-    def load(self, model_name, family, precision, device):
-        return (load_depth_model(model_name, family, precision, device),)
+    def load(self, model_name, family, precision, device, backend=DEFAULT_BACKEND):
+        return (load_depth_model(model_name, family, precision, device, backend),)
 
 
 class DepthAnythingEstimate:

@@ -54,7 +54,8 @@ def depth_nodes(image: str, *, input_size=518, normalization="per_image", batch_
         Node(
             2,
             "DepthAnythingModelLoader",
-            {"model_name": "depth_anything_v2_vits", "family": "auto", "precision": "auto", "device": "auto"},
+            {"model_name": "depth_anything_v2_vits", "family": "auto", "precision": "auto", "device": "auto",
+             "backend": "eager"},
             (x, 420),
         ),
         Node(

@@ -26,7 +26,7 @@ from comfyui_server import REPO, comfyui, execution_error  # noqa: F401  (comfyu
 from tiny_sd15 import write_sd15_checkpoint, write_sd15_controlnet
 
 OUR_NODES = {
-    "DepthAnythingModelLoader": ["model_name", "family", "precision", "device"],
+    "DepthAnythingModelLoader": ["model_name", "family", "precision", "device", "backend"],
     "DepthAnythingEstimate": [
         "model", "image", "input_size", "normalization", "invert", "gamma", "batch_size", "tiling", "tile_size",
         "overlap",

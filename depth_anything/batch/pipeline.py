@@ -59,11 +59,14 @@ class ModelSpec:
     family: str | None = None
     device: str | None = None
     dtype: str | None = None
+    backend: str = "eager"
 
     def load(self):
         from ..model import DepthModel
 
-        return DepthModel.from_pretrained(self.checkpoint, family=self.family, device=self.device, dtype=self.dtype)
+        return DepthModel.from_pretrained(
+            self.checkpoint, family=self.family, device=self.device, dtype=self.dtype, backend=self.backend
+        )
 
 
 @dataclass(frozen=True)

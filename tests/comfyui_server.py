@@ -8,6 +8,7 @@ a user's ComfyUI is written to except the custom_nodes link, which is removed ag
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import os
@@ -30,6 +31,7 @@ PACK_LINK_NAME = "depth_anything_preprocessor_under_test"
 # Folders of the scratch models tree, each registered with ComfyUI under the same name.
 MODEL_FOLDERS = ("depth_anything", "checkpoints", "controlnet", "vae", "vae_approx", "clip", "unet")
 START_TIMEOUT_S = 300
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class ComfyUIError(RuntimeError):
@@ -242,7 +244,8 @@ def start_server(workdir: Path, extra_args: tuple[str, ...] = (), extra_nodes: t
     ]  # fmt: skip
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     server = ComfyUIServer(root, workdir, port, process, log_path)
     server.extra_links = [root / "custom_nodes" / f"zz_{module.name}" for module in extra_nodes]
@@ -258,6 +261,13 @@ def start_server(workdir: Path, extra_args: tuple[str, ...] = (), extra_nodes: t
             time.sleep(0.5)
     stop_server(server)
     raise RuntimeError(f"ComfyUI did not answer within {START_TIMEOUT_S} s:\n{server.log()[-6000:]}")
+
+
+def _die_with_parent() -> None:
+    """Runs in the server's process before ComfyUI starts: a test run that is killed (a CI timeout, kill -9)
+    cannot stop its servers, so each asks Linux to end it when its parent goes."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_server(server: ComfyUIServer) -> None:

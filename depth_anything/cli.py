@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from .batch.pipeline import InferenceSettings, ModelSpec, Outcome, run_images, t
 from .configs import ENCODERS
 from .conditioning import NORMALIZE_MODES
 from .families import FAMILIES, get_family
-from .files import remove_stale_partials
+from .files import output_folder_problem, remove_stale_partials
 from .loading import CheckpointError, ModelNotAvailableError, resolve_checkpoint
 from .options import (
     BATCH_SIZE,
@@ -354,6 +355,8 @@ def run(args) -> int:
     _check_options(args)
     settings = _inference_settings(args)
     outdir = Path(args.outdir or ("./vis_depth" if args.img_path else "./vis_video_depth")).expanduser()
+    if (problem := output_folder_problem(outdir)) is not None:  # before the model loads: nothing is done
+        raise UsageError(problem)
     images = discover(args.img_path, IMAGE_EXTENSIONS, exclude=outdir) if args.img_path else Discovery()
     videos = discover(args.video_path, VIDEO_EXTENSIONS, exclude=outdir) if args.video_path else Discovery()
 
@@ -399,10 +402,16 @@ def run(args) -> int:
     return EXIT_FAILED if report.failed else 0
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings of the library (a long work estimate, fp16 overflow) as one `note:` line, not a code location."""
+    print(f"note: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `depth-anything` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return run(args)
     except UsageError as exc:

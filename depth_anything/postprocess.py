@@ -11,7 +11,7 @@ import torch
 from ._colormap_data import COLORMAPS_HEX
 from .conditioning import NORMALIZE_MODES, normalize, quantize
 
-__all__ = ["COLORMAPS", "NORMALIZE_MODES", "colorize", "normalize", "to_uint8", "to_uint16"]
+__all__ = ["COLORMAPS", "NORMALIZE_MODES", "colorize", "colorize_uint8", "normalize", "to_uint8", "to_uint16"]
 
 COLORMAPS = ("Spectral_r", "inferno", "turbo", "grayscale")
 
@@ -27,17 +27,37 @@ def colorize(depth: torch.Tensor | np.ndarray, cmap: str = "Spectral_r") -> torc
     """Normalised depth in [0, 1] -> RGB preview, float32 (..., H, W, 3) in [0, 1].
 
     The colours are the official run.py's: the map is quantised to 8 bits and looked up in matplotlib's table
-    (Spectral_r for v2, inferno for v1; turbo; grayscale repeats the value).
+    (Spectral_r for v2, inferno for v1; turbo; grayscale repeats the value). Values outside [0, 1] are clamped;
+    NaN shows as 0 (far), as the condition stage gives non-finite depth.
 
     Example:
         >>> colorize(torch.zeros(1, 4, 4), "grayscale").shape
         torch.Size([1, 4, 4, 3])
     """
     values = torch.as_tensor(np.asarray(depth) if not isinstance(depth, torch.Tensor) else depth).float()
+    values = torch.nan_to_num(values, nan=0.0).clamp(0, 1)  # clamp sends +-inf to 1 / 0
     if cmap == "grayscale":
-        return values.clamp(0, 1)[..., None].expand(*values.shape, 3).contiguous()
-    index = (values.clamp(0, 1) * 255).floor().long()  # run.py truncates to uint8
-    return _lut(cmap)[index.cpu()].float() / 255.0
+        return values[..., None].expand(*values.shape, 3).contiguous()
+    return _lut(cmap)[_levels(values).long()].float() / 255.0
+
+
+def colorize_uint8(depth: torch.Tensor, cmap: str = "Spectral_r") -> np.ndarray:
+    """`colorize` as uint8 (..., H, W, 3), straight from the colour table: what files store, with no float
+    picture of the map's size on the way (4x less memory for a large map).
+
+    >>> colorize_uint8(torch.ones(2, 2), "grayscale")[0, 0].tolist()
+    [255, 255, 255]
+    """
+    values = torch.nan_to_num(torch.as_tensor(depth).float(), nan=0.0).clamp_(0, 1)
+    if cmap == "grayscale":
+        gray = quantize(values, 8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    return _lut(cmap)[_levels(values).long()].numpy()
+
+
+def _levels(values: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> the colour table's row, 0..255, truncated as run.py's uint8 cast does."""
+    return values.cpu().mul(255).floor_().to(torch.uint8)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

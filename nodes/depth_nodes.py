@@ -19,7 +19,7 @@ import comfy.utils
 import folder_paths
 
 from depth_anything import COLORMAPS, NORMALIZE_MODES, colorize, condition, resolve_checkpoint
-from depth_anything.conditioning import quantize
+from depth_anything.conditioning import invalid_mask, quantize
 from depth_anything.files import write_atomic
 from depth_anything.options import (
     BATCH_SIZE,
@@ -154,7 +154,7 @@ def estimate_depth(
 
     raw = net.infer(
         image, input_size=input_size, batch_size=batch_size, progress=progress, tiled=tiling_mode(tiling),
-        tile=tile, overlap=tile_overlap,
+        tile=tile, overlap=tile_overlap, interrupt=mm.throw_exception_if_processing_interrupted,  # Cancel: mid-pass
     )
     depth = condition(raw, kind=net.output_kind, normalize=normalization, invert=invert, gamma=gamma)
     as_image = depth[..., None].expand(-1, -1, -1, 3).contiguous()
@@ -229,12 +229,14 @@ class DepthAnythingEstimate:
     )
     CATEGORY = CATEGORY
     FUNCTION = "estimate"
-    RETURN_TYPES = ("IMAGE", "MASK", RAW_DEPTH_TYPE)
-    RETURN_NAMES = ("depth", "depth_mask", "raw_depth")
+    RETURN_TYPES = ("IMAGE", "MASK", RAW_DEPTH_TYPE, "MASK")
+    RETURN_NAMES = ("depth", "depth_mask", "raw_depth", "invalid_mask")
     OUTPUT_TOOLTIPS = (
         "Depth as an RGB image in [0, 1], near = white: plug into Apply ControlNet.",
         "The same depth as a single-channel mask.",
         "Unnormalized values (disparity, or metres for metric models) for nodes that need real depth.",
+        "1 where the model gave no finite depth (NaN / inf); those pixels are far (black) in depth. "
+        "Normally all 0.",
     )
 
     @classmethod
@@ -276,7 +278,7 @@ class DepthAnythingEstimate:
         )
 
     def estimate(self, model, image, input_size, normalization, invert, gamma, batch_size, tiling, tile_size, overlap):
-        return estimate_depth(
+        depth, mask, raw = estimate_depth(
             model,
             image,
             input_size=input_size,
@@ -288,6 +290,7 @@ class DepthAnythingEstimate:
             tile_size=tile_size,
             overlap=overlap,
         )
+        return depth, mask, raw, invalid_mask(raw.values, raw.kind).float()
 
 
 class DepthAnythingAllInOne:

@@ -19,7 +19,7 @@ from PIL import Image
 from ..conditioning import DepthRange, condition, near_bright, quantize
 from ..files import partial_path, remove_stale_partials, write_atomic
 from ..options import OUTPUT_FORMATS
-from ..postprocess import colorize
+from ..postprocess import colorize_uint8
 
 __all__ = [
     "FORMATS",
@@ -111,7 +111,7 @@ def depth_picture(unit: torch.Tensor, colormap: str) -> np.ndarray:
     """[0, 1] depth -> uint8 (H, W) for grayscale, else (H, W, 3) through the colour map."""
     if colormap == "grayscale":
         return quantize(unit, 8)
-    return quantize(colorize(unit, colormap), 8)
+    return colorize_uint8(unit, colormap)  # the colour table's bytes: no float picture of the map's size
 
 
 def side_by_side(image: np.ndarray, picture: np.ndarray) -> np.ndarray:
@@ -144,20 +144,25 @@ def output_array(depth: torch.Tensor, image: np.ndarray | None, options: RenderO
     return render(options.unit(depth), image, options)
 
 
+def write_encoded(file: BinaryIO, array: np.ndarray, suffix: str) -> None:
+    """Write an array from `render` into `file` as a .png (8 or 16 bit) or .npy, streamed: no copy of the file
+    in memory."""
+    if suffix == ".npy":
+        np.save(file, array)
+    else:
+        Image.fromarray(array).save(file, format="PNG", compress_level=_PNG_LEVEL)
+
+
 def encode(array: np.ndarray, suffix: str) -> bytes:
     """An array from `render` -> the bytes of a .png (8 or 16 bit) or .npy file."""
     buffer = io.BytesIO()
-    if suffix == ".npy":
-        np.save(buffer, array)
-    else:
-        Image.fromarray(array).save(buffer, format="PNG", compress_level=_PNG_LEVEL)
+    write_encoded(buffer, array, suffix)
     return buffer.getvalue()
 
 
 def save(path: Path, array: np.ndarray) -> None:
     """Save a rendered array atomically; the format follows the suffix (.png or .npy)."""
-    data = encode(array, path.suffix)
-    write_atomic(path, lambda file: file.write(data))
+    write_atomic(path, lambda file: write_encoded(file, array, path.suffix))
 
 
 # ------------------------------------------------------------------------------------------ run settings

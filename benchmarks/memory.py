@@ -1,7 +1,8 @@
 """Peak memory of the `depth-anything` command on huge images and on long folders.
 
-Each measurement is one run of the real command in a fresh process (its peak resident set size from the kernel,
-`os.wait4`), on generated PNGs: huge ones that compress to a few hundred KB (below Pillow's decompression-bomb
+Each measurement is one run of the real command in a fresh process, its peak resident set size read from the
+kernel as the process ends (VmHWM of /proc/self/status: the process's own high-water mark; the rusage figure
+would include the parent's memory at the fork, which exec carries over), on generated PNGs: huge ones that compress to a few hundred KB (below Pillow's decompression-bomb
 warning: 9400 x 9400 is 88 MP and 100 MP is 10000 x 10000) and folders of small photos-sized ones. The model is a
 random v2-Small checkpoint in the official layout (no weights can be downloaded here; memory does not depend on
 the values).
@@ -31,9 +32,13 @@ sys.path.insert(0, str(REPO / "tests"))
 
 
 def huge_png(path: Path, side: int) -> Path:
-    """A side x side RGB PNG that compresses well (gradients and a checkerboard), written in strips."""
-    y, x = np.mgrid[0:side, 0:side]
-    image = np.stack([x * 255 // side, y * 255 // side, (x // 512 + y // 512) % 2 * 200], -1).astype(np.uint8)
+    """A side x side RGB PNG that compresses well (gradients and a checkerboard), a few hundred KB."""
+    ramp = (np.arange(side) * 255 // side).astype(np.uint8)
+    checker = ((np.arange(side) // 512) % 2).astype(np.uint8)
+    image = np.empty((side, side, 3), np.uint8)
+    image[..., 0] = ramp[None, :]
+    image[..., 1] = ramp[:, None]
+    image[..., 2] = (checker[:, None] ^ checker[None, :]) * 200
     Image.fromarray(image).save(path, compress_level=9)
     return path
 
@@ -44,16 +49,26 @@ def small_png(path: Path, seed: int, size=(640, 480)) -> Path:
     return path
 
 
-def peak_rss(command: list[str], env: dict) -> tuple[float, float, int]:
-    """(peak RSS in MB, wall seconds, exit status) of one run of `command`."""
+def child(arguments: list[str]) -> None:
+    """Run the command in this process and append its own peak RSS (kB) to $MEMORY_REPORT."""
+    from depth_anything.cli import main as command
+
+    status = command(arguments)
+    peak = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
+    with open(os.environ["MEMORY_REPORT"], "a") as report:
+        report.write(f"{peak.split()[1]} {status}\n")
+
+
+def peak_rss(arguments: list[str], env: dict, report: Path) -> tuple[float, float]:
+    """(peak RSS in MB, wall seconds) of one run of the command with `arguments` in a fresh process."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        error = process.stderr.read().decode()[-2000:]
-        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}): {error}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - start, process.returncode
+    done = subprocess.run([sys.executable, __file__, "--child", *arguments], env={**env, "MEMORY_REPORT": str(report)},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    kilobytes, status = report.read_text().splitlines()[-1].split()
+    if done.returncode != 0 or status != "0":
+        raise RuntimeError(f"the command failed ({done.returncode}, {status}): {done.stderr[-2000:]}")
+    return int(kilobytes) / 1024, seconds
 
 
 def main() -> None:
@@ -61,7 +76,11 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose depth_anything is measured")
     parser.add_argument("--label", default="this checkout")
     parser.add_argument("--quick", action="store_true", help="skip the 6-image and 160-image runs")
+    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child is not None:
+        child(args.child)
+        return
 
     from checkpoints import write_checkpoint
 
@@ -69,10 +88,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         checkpoint = write_checkpoint(scratch / "depth_anything_v2_vits.pth", "vits")
-        base = [sys.executable, "-m", "depth_anything.cli", "--checkpoint", str(checkpoint), "-q", "--overwrite"]
+        base = ["--checkpoint", str(checkpoint), "-q", "--overwrite"]
+        report = scratch / "report.txt"
 
         def run(name: str, inputs: Path, *extra: str) -> None:
-            mb, seconds, _ = peak_rss([*base, "--img-path", str(inputs), "--outdir", str(scratch / "out"), *extra], env)
+            command = [*base, "--img-path", str(inputs), "--outdir", str(scratch / "out"), *extra]
+            mb, seconds = peak_rss(command, env, report)
             shown = " ".join(extra) or "side-by-side (default)"
             print(f"| {args.label} | {name} | {shown} | {mb:,.0f} MB | {seconds:.0f} s |", flush=True)
 

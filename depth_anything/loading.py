@@ -92,9 +92,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "GLOBAL" not in str(exc):  # not a torch.save file at all (text, plain pickle, another format)
+            text = _text_start(path)
+            what = f"it holds text ({text!r}...), not tensors" if text else "it is not a torch.save file"
             raise CheckpointError(
-                f"{path}: not a readable PyTorch checkpoint (it is not a torch.save file). "
-                "Use an official .pth or a .safetensors file."
+                f"{path}: not a readable PyTorch checkpoint ({what}). Use an official .pth or a .safetensors file."
             ) from exc
         raise CheckpointError(
             f"{path}: refused to load. The file needs arbitrary code to unpickle, which could run anything on "

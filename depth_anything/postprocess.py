@@ -14,6 +14,7 @@ from .conditioning import NORMALIZE_MODES, normalize, quantize
 __all__ = ["COLORMAPS", "NORMALIZE_MODES", "colorize", "colorize_uint8", "normalize", "to_uint8", "to_uint16"]
 
 COLORMAPS = ("Spectral_r", "inferno", "turbo", "grayscale")
+_CHUNK = 1 << 20  # pixels coloured at a time by colorize_uint8
 
 
 def _lut(name: str) -> torch.Tensor:
@@ -48,11 +49,19 @@ def colorize_uint8(depth: torch.Tensor, cmap: str = "Spectral_r") -> np.ndarray:
     >>> colorize_uint8(torch.ones(2, 2), "grayscale")[0, 0].tolist()
     [255, 255, 255]
     """
-    values = torch.nan_to_num(torch.as_tensor(depth).float(), nan=0.0).clamp_(0, 1)
-    if cmap == "grayscale":
-        gray = quantize(values, 8)
-        return np.repeat(gray[..., None], 3, axis=-1)
-    return _lut(cmap)[_levels(values).long()].numpy()
+    values = torch.as_tensor(np.asarray(depth) if not isinstance(depth, torch.Tensor) else depth).detach().cpu()
+    table = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1) if cmap == "grayscale" else None
+    table = _lut(cmap).numpy() if table is None else table
+    out = np.empty((values.numel(), 3), dtype=np.uint8)
+    flat = values.reshape(-1)
+    for start in range(0, flat.numel(), _CHUNK):  # in chunks: a few MB of temporaries for any map size
+        chunk = torch.nan_to_num(flat[start : start + _CHUNK].float(), nan=0.0).clamp_(0, 1)
+        if cmap == "grayscale":
+            levels = chunk.mul_(255).round_().to(torch.uint8)  # grayscale rounds, as `quantize` does
+        else:
+            levels = _levels(chunk)
+        out[start : start + _CHUNK] = table[levels.numpy()]
+    return out.reshape(*values.shape, 3)
 
 
 def _levels(values: torch.Tensor) -> torch.Tensor:

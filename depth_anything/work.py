@@ -140,23 +140,14 @@ def limit_seconds() -> float:
     return limit if limit > 0 else math.inf
 
 
-def check_work(
-    model,
-    sizes: Sequence[tuple[int, int]],
-    *,
-    input_size: int | None = None,
-    max_size: int | None = None,
-    tiled: bool | str = False,
-    tile: int | None = None,
-    overlap: int | None = None,
-) -> list[Work]:
-    """Estimate the work of each image (see `estimate`): refuse the run when one image is over the limit,
-    warn (`WorkWarning`) when one takes over WARN_SECONDS. Returns the estimates.
+def check_work(model, sizes: Sequence[tuple[int, int]], **settings) -> list[Work]:
+    """Estimate the work of each image with `settings` (`estimate`'s keywords): refuse the run when one image is
+    over the limit, warn (`WorkWarning`) when one takes over WARN_SECONDS. Returns the estimates.
 
     Raises:
         WorkLimitError: with the estimate, the limit, and a setting that fits.
     """
-    settings = dict(input_size=input_size, max_size=max_size, tiled=tiled, tile=tile, overlap=overlap)
+    settings = dict(dict(input_size=None, max_size=None, tiled=False, tile=None, overlap=None), **settings)
     works = estimate(model, sizes, **settings)
     worst = max(works, key=lambda w: w.seconds)
     limit = limit_seconds()

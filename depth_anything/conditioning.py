@@ -37,6 +37,7 @@ OUTPUT_KINDS = ("disparity", "relative_depth", "metric_depth")
 NORMALIZE_MODES = ("per_image", "batch", "percentile")
 DEFAULT_PERCENTILES = (2.0, 98.0)
 METRIC_FLOOR = 1e-3  # metres: nothing is nearer than a millimetre
+_QUANTIZE_CHUNK = 1 << 20  # pixels quantised at a time
 _QUANTILE_SAMPLES = 4_000_000  # torch.quantile refuses inputs over 16M elements; larger maps are subsampled
 
 DepthInput = Union[torch.Tensor, np.ndarray, Sequence[Union[torch.Tensor, np.ndarray]]]
@@ -257,12 +258,19 @@ def resize_unit(map01: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def quantize(map01: torch.Tensor, bits: int) -> np.ndarray:
     """[0, 1] -> uint8 (bits=8) or uint16 (bits=16) with rounding, so that the levels equal the values."""
-    if bits == 8:
-        return map01.detach().cpu().float().clamp(0, 1).mul_(255).round_().to(torch.uint8).numpy()
-    if bits == 16:
-        values = map01.detach().cpu().double().clamp(0, 1).mul_(65535).round_()
-        return values.to(torch.int32).numpy().astype(np.uint16)
-    raise ValueError(f"bits must be 8 or 16, got {bits!r}.")
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, got {bits!r}.")
+    values = map01.detach().cpu()
+    out = np.empty(values.numel(), dtype=np.uint8 if bits == 8 else np.uint16)
+    flat = values.reshape(-1)
+    for start in range(0, flat.numel(), _QUANTIZE_CHUNK):  # in chunks: no float64 copy of a large map
+        chunk = flat[start : start + _QUANTIZE_CHUNK]
+        if bits == 8:
+            out[start : start + len(chunk)] = chunk.float().clamp(0, 1).mul_(255).round_().to(torch.uint8).numpy()
+        else:
+            levels = chunk.double().clamp(0, 1).mul_(65535).round_()
+            out[start : start + len(chunk)] = levels.to(torch.int32).numpy()
+    return out.reshape(tuple(values.shape))
 
 
 def condition(

@@ -105,12 +105,15 @@ def estimate(
     tiled: bool | str = False,
     tile: int | None = None,
     overlap: int | None = None,
+    device: torch.device | str | None = None,
 ) -> list[Work]:
-    """The `Work` of each image of size (height, width), with `DepthModel.infer`'s settings."""
+    """The `Work` of each image of size (height, width), with `DepthModel.infer`'s settings, on `device` (default:
+    where the model is; ComfyUI asks for its load device before moving the model there)."""
     from .tiling import tile_grid
 
     rule = model.family.preprocessing
-    speed = EFFICIENCY * device_speed(model.device, model.dtype)
+    device = torch.device(device) if device is not None else model.device
+    speed = EFFICIENCY * device_speed(device, model.dtype)
     works = []
     for height, width in sizes:
         net = [rule.net_size(height, width, input_size, max_size)]
@@ -124,7 +127,7 @@ def estimate(
                 net += [rule.net_size(grid.tile_height, grid.tile_width, input_size, max_size)] * len(grid)
         flops = sum(model.pass_flops(h, w) * net.count((h, w)) for h, w in set(net))  # tiles share a size
         tokens = max((h // PATCH) * (w // PATCH) for h, w in net)
-        works.append(Work((height, width), len(net), tokens, flops, flops / speed, _device_name(model.device)))
+        works.append(Work((height, width), len(net), tokens, flops, flops / speed, _device_name(device)))
     return works
 
 
@@ -149,6 +152,7 @@ def check_work(model, sizes: Sequence[tuple[int, int]], **settings) -> list[Work
     """
     settings = dict(dict(input_size=None, max_size=None, tiled=False, tile=None, overlap=None), **settings)
     works = estimate(model, sizes, **settings)
+    settings.pop("device", None)  # the advice below is estimated where the model is
     worst = max(works, key=lambda w: w.seconds)
     limit = limit_seconds()
     if worst.seconds > limit:

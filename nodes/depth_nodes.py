@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,8 @@ from depth_anything.options import (
     tile_problem,
     tiling_mode,
 )
+
+from depth_anything.work import WorkWarning, check_work
 
 from . import managed, model_files
 
@@ -143,6 +146,10 @@ def estimate_depth(
     mm.throw_exception_if_processing_interrupted()
 
     count, height, width = image.shape[:3]
+    with warnings.catch_warnings():  # refused before other models are evicted for it; infer warns itself
+        warnings.simplefilter("ignore", WorkWarning)
+        check_work(model.model, [(height, width)], input_size=input_size, tiled=tiling_mode(tiling), tile=tile,
+                   overlap=tile_overlap, device=model.load_device)
     net_size = model.model.family.preprocessing.net_size(height, width, input_size)  # the whole-image pass
     net = model.ready(model.memory_required(min(batch_size, count), *net_size))
     bar = comfy.utils.ProgressBar(count)

@@ -36,6 +36,9 @@ from .families import (
 
 WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.bin", "model.pth")
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+RUNTIME_SUFFIXES = {  # files for a runtime, which people give the loader for a checkpoint
+    ".onnx": "an ONNX", ".engine": "a TensorRT engine", ".plan": "a TensorRT engine", ".trt": "a TensorRT engine",
+}
 
 
 class CheckpointError(ValueError):
@@ -74,6 +77,12 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         size = path.stat().st_size
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot be read ({_reason(exc)}).") from exc
+    if (runtime := RUNTIME_SUFFIXES.get(path.suffix.lower())) is not None:
+        raise CheckpointError(
+            f"{path}: {runtime} file, made for a runtime, not a checkpoint with the network's weights. Use the "
+            ".pth / .safetensors it was exported from, with backend='onnx' (--backend onnx) or 'tensorrt' to run "
+            "it there, or run the file with its runtime directly."
+        )
     if size == 0:
         raise CheckpointError(
             f"{path}: the file is empty (0 bytes), so a download or copy did not finish. Get it again."

@@ -29,6 +29,7 @@ from depth_anything.batch.inputs import IMAGE_EXTENSIONS, discover
 from depth_anything.batch.outputs import RenderOptions
 from depth_anything.batch.pipeline import ImageJob, InferenceSettings, Task
 from depth_anything.conditioning import condition, invalid_mask
+from depth_anything.depth_files import DepthFileError, load_depth, save_depth
 from depth_anything.files import output_folder_problem
 from depth_anything.images import to_tensor
 from depth_anything.loading import CheckpointError, resolve_checkpoint
@@ -97,6 +98,8 @@ BAD_CHECKPOINTS = {
     "model_type bert": (lambda d: _transformers_folder(d / "da2", {"model_type": "bert"}), "'bert' model", "config.json"),
     "NaN weights": (lambda d: _nan_weights(d / "depth_anything_v2_vits.pth"), "NaN or infinite", "depth_anything_v2_vits.pth"),
     "inf weights": (lambda d: _inf_weights(d / "depth_anything_v2_vits.pth"), "NaN or infinite", "depth_anything_v2_vits.pth"),
+    "ONNX file": (lambda d: (d / "depth_anything_v2_vits.onnx").write_bytes(b"\x08\x07\x12\x07pytorch"), "an ONNX file",
+                  "depth_anything_v2_vits.onnx"),
 }  # fmt: skip
 
 
@@ -439,6 +442,47 @@ def test_output_folder_problems_are_one_sentence_before_any_work(tmp_path):
 # ------------------------------------------------------------------------------------------ command line
 
 
+def damaged_depth_files(folder: Path) -> dict[str, str]:
+    """Damaged and wrong depth files in `folder`: name -> what the error says."""
+    depth = np.random.default_rng(0).random((8, 10)).astype(np.float32)
+    for name in ("good.exr", "good.png", "good.npy"):
+        save_depth(folder / name, depth)
+    cases = {
+        "empty.exr": (b"", "cannot be read as OpenEXR"), "empty.png": (b"", "not a PNG file"),
+        "empty.npy": (b"", "cannot be read as a numpy array"),
+        "cut.exr": ((folder / "good.exr").read_bytes()[:200], "truncated or not an EXR"),
+        "cut.png": ((folder / "good.png").read_bytes()[:150], "damaged or truncated PNG"),
+        "cut.npy": ((folder / "good.npy").read_bytes()[:100], "truncated or was not written by numpy.save"),
+        "text.npy": (b"hello", "cannot be read as a numpy array"),
+    }  # fmt: skip
+    for name, (data, _) in cases.items():
+        (folder / name).write_bytes(data)
+    np.save(folder / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(folder / "nothing.npy", np.zeros((0, 4), np.float32))
+    return {**{name: message for name, (_, message) in cases.items()},
+            "objects.npy": "holds Python objects", "nothing.npy": "holds an empty map"}  # fmt: skip
+
+
+def test_damaged_depth_files_are_one_depth_file_error_naming_the_file(tmp_path):
+    for name, message in damaged_depth_files(tmp_path).items():
+        with pytest.raises(DepthFileError) as info:
+            load_depth(tmp_path / name)
+        assert name in str(info.value) and message in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("suffix", [".exr", ".png", ".npy"])
+def test_saved_depth_files_keep_non_finite_values_out_of_the_range_and_far(tmp_path, suffix):
+    depth = 5 + np.random.default_rng(1).random((8, 10)).astype(np.float32)
+    depth[0, 0], depth[1, 1], depth[2, 2] = np.nan, np.inf, -np.inf
+    save_depth(tmp_path / f"d{suffix}", depth)
+    loaded = load_depth(tmp_path / f"d{suffix}")
+    finite = np.isfinite(depth)
+    assert loaded.value_range == pytest.approx((depth[finite].min(), depth[finite].max()))  # not moved
+    unit = loaded.unit()
+    assert np.isfinite(unit).all() and (unit[~finite] == 0).all()  # far
+    assert unit[finite].min() == 0 and unit[finite].max() == pytest.approx(1)  # the rest keeps its full range
+
+
 def cli(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "depth_anything.cli", *map(str, args)], cwd=cwd, env=env,
@@ -453,7 +497,7 @@ def photos(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("case", ["empty .pth", "model_type bert", "NaN weights", "config is a list"])
+@pytest.mark.parametrize("case", ["empty .pth", "model_type bert", "NaN weights", "config is a list", "ONNX file"])
 def test_cli_bad_checkpoint_exits_2_with_one_line_and_writes_nothing(tmp_path, photos, case):
     source = make_bad_checkpoint(tmp_path / "models", case)
     result = cli("--checkpoint", source, "--img-path", photos, "--outdir", tmp_path / "out", "--input-size", SIZE,
@@ -463,6 +507,18 @@ def test_cli_bad_checkpoint_exits_2_with_one_line_and_writes_nothing(tmp_path, p
     assert lines[-1].startswith("depth-anything: error: ") and BAD_CHECKPOINTS[case][1] in lines[-1]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))
+
+
+def test_cli_export_refuses_a_runtime_file_and_a_bad_output_before_loading(tmp_path, v2_vits_path):
+    onnx_file = make_bad_checkpoint(tmp_path / "models", "ONNX file")
+    given = cli("export", "--checkpoint", onnx_file, "--output", tmp_path / "v2.onnx", cwd=tmp_path)
+    assert given.returncode == 2 and "an ONNX file" in given.stderr and "Traceback" not in given.stderr, given.stderr
+    (tmp_path / "a_file").write_text("x")
+    start = time.monotonic()
+    under_file = cli("export", "--checkpoint", v2_vits_path, "--output", tmp_path / "a_file" / "v2.onnx", cwd=tmp_path)
+    assert under_file.returncode == 2 and "is a file, not a folder" in under_file.stderr, under_file.stderr
+    assert "Traceback" not in under_file.stderr and time.monotonic() - start < 120  # refused before the export
+    assert not list(tmp_path.glob("*.onnx"))
 
 
 @pytest.mark.parametrize("problem", ["a file", "under a file", "read-only", "disk full"])
@@ -604,3 +660,20 @@ def test_comfyui_cancel_stops_inside_a_single_long_pass(comfyui, hostile_inputs)
     assert not [d for kind, d in events if kind == "progress" and d.get("node") == "3"]
     assert entry["status"]["status_str"] == "error" and "4" not in entry["outputs"]
     assert comfyui.run(prompt(hostile_inputs, gamma=1.25))
+
+
+def test_comfyui_load_depth_gives_each_damaged_file_a_clear_error_and_the_next_prompt_runs(comfyui):
+    folder = comfyui.input_dir / "hostile_depth"
+    folder.mkdir(exist_ok=True)
+    damaged = damaged_depth_files(folder)
+
+    def load(name):
+        return {"1": {"class_type": "DepthAnythingLoadDepth", "inputs": {"depth_file": f"hostile_depth/{name}"}},
+                "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}  # fmt: skip
+
+    for name in ("cut.exr", "cut.png", "cut.npy", "nothing.npy"):
+        error = failed(comfyui, load(name))
+        assert error["node_type"] == "DepthAnythingLoadDepth", error
+        assert name in error["exception_message"] and damaged[name] in error["exception_message"], error
+        assert error["exception_type"].endswith("DepthFileError"), error["exception_type"]
+    assert comfyui.run(load("good.exr"))["2"]["images"]

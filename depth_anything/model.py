@@ -50,6 +50,7 @@ class DepthModel(nn.Module):
         self.source: str | None = None
         self.checkpoint: Checkpoint | None = None
         self._backend: Backend | None = None
+        self._interrupt: Callable[[], None] | None = None  # set by `interruptible`, called before each pass
 
     # ---------------------------------------------------------------------------------------- what it is
 
@@ -144,6 +145,8 @@ class DepthModel(nn.Module):
         """
         pixels = batch.pixels if isinstance(batch, NetworkBatch) else batch
         backend = self.backend
+        if self._interrupt is not None:
+            self._interrupt()  # before each pass: a compiled graph (ONNX, TensorRT) cannot stop inside one
         prediction = backend(pixels)
         if backend.dtype == torch.float16 and not torch.isfinite(prediction).all():
             warnings.warn(
@@ -247,10 +250,18 @@ class DepthModel(nn.Module):
 
     @contextmanager
     def interruptible(self, interrupt: Callable[[], None] | None) -> Iterator[None]:
-        """Within this block, `interrupt()` runs before every layer of the network, so that raising from it
-        stops a long pass between layers (a forward pre-hook on each submodule; eager backend)."""
+        """Within this block, `interrupt()` runs before every network pass and, on the eager backend, before
+        every layer, so that raising from it stops a long pass between layers (a forward pre-hook on each
+        submodule; other backends run a compiled graph, which hooks would not reach or would recompile)."""
         if interrupt is None:
             yield
+            return
+        self._interrupt = interrupt
+        if not isinstance(self.backend, EagerBackend):
+            try:
+                yield
+            finally:
+                self._interrupt = None
             return
 
         def before_layer(*_) -> None:
@@ -260,6 +271,7 @@ class DepthModel(nn.Module):
         try:
             yield
         finally:
+            self._interrupt = None
             for handle in handles:
                 handle.remove()
 

@@ -9,6 +9,7 @@ the values).
 
     .venv/bin/python benchmarks/memory.py                      # this checkout
     .venv/bin/python benchmarks/memory.py --repo /path/to/other/checkout --label main
+    .venv/bin/python benchmarks/memory.py --only "100 MP"     # the cases whose inputs say 100 MP
 
 What it shows: peak RSS for 1 and 6 huge images (flat when the read-ahead is bounded in bytes), for one 100 MP
 image in each output format, and for folders of 10, 40 and 160 small images (flat in their number).
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose depth_anything is measured")
     parser.add_argument("--label", default="this checkout")
     parser.add_argument("--quick", action="store_true", help="skip the 6-image and 160-image runs")
+    parser.add_argument("--only", metavar="TEXT", help="run only the cases whose inputs contain TEXT, e.g. '100 MP'")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -95,6 +97,8 @@ def main() -> None:
         report = scratch / "report.txt"
 
         def run(name: str, inputs: Path, *extra: str) -> None:
+            if args.only and args.only not in name:
+                return
             command = [*base, "--img-path", str(inputs), "--outdir", str(scratch / "out"), *extra]
             mb, seconds = peak_rss(command, env, report)
             shown = " ".join(extra) or "side-by-side (default)"

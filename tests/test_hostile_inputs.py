@@ -677,3 +677,29 @@ def test_comfyui_load_depth_gives_each_damaged_file_a_clear_error_and_the_next_p
         assert name in error["exception_message"] and damaged[name] in error["exception_message"], error
         assert error["exception_type"].endswith("DepthFileError"), error["exception_type"]
     assert comfyui.run(load("good.exr"))["2"]["images"]
+
+
+def test_comfyui_nodes_refuse_a_0_255_image_and_colour_non_finite_depth_as_far(comfyui, hostile_inputs):
+    def spoiled(scale, non_finite):
+        return {"1": {"class_type": "LoadImage", "inputs": {"image": hostile_inputs["image"]}},
+                "7": {"class_type": "HostileImage", "inputs": {"image": ["1", 0], "scale": scale,
+                                                                "non_finite": non_finite}}}  # fmt: skip
+
+    graph = prompt(hostile_inputs)
+    graph.update(spoiled(255.0, False))
+    graph["3"]["inputs"]["image"] = ["7", 0]
+    error = failed(comfyui, graph)  # a float image in 0..255, as from a careless custom node
+    assert error["node_type"] == "DepthAnythingEstimate" and "Divide by 255" in error["exception_message"], error
+
+    graph = spoiled(1.0, True)
+    for node, colormap in (("8", "inferno"), ("9", "grayscale")):
+        graph[node] = {"class_type": "DepthAnythingColorize", "inputs": {"depth": ["7", 0], "colormap": colormap}}
+        graph[node + "0"] = {"class_type": "SaveImage",
+                             "inputs": {"images": [node, 0], "filename_prefix": f"tests/hostile_{colormap}"}}
+    outputs = comfyui.run(graph)  # no crash on NaN
+    for node in ("80", "90"):
+        (path,) = comfyui.output_files(outputs, node)
+        picture = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        nan, inf, zero = picture[0, 0], picture[0, 1], picture[0, 2]
+        assert (nan == zero).all(), (nan, zero)  # NaN is far (0), as the condition stage gives it
+        assert not (inf == zero).all()  # +inf clamps to 1, the near end

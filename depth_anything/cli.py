@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from .configs import ENCODERS
 from .conditioning import NORMALIZE_MODES
 from .depth_files import depth_metadata
 from .families import FAMILIES, get_family
-from .files import remove_stale_partials
+from .files import output_folder_problem, remove_stale_partials
 from .loading import CheckpointError, ModelNotAvailableError, resolve_checkpoint
 from .options import (
     BATCH_SIZE,
@@ -395,6 +396,8 @@ def _run(args) -> int:
     _check_options(args)
     settings = _inference_settings(args)
     outdir = Path(args.outdir or ("./vis_depth" if args.img_path else "./vis_video_depth")).expanduser()
+    if (problem := output_folder_problem(outdir)) is not None:  # before the model loads: nothing is done
+        raise UsageError(problem)
     images = discover(args.img_path, IMAGE_EXTENSIONS, exclude=outdir) if args.img_path else Discovery()
     videos = discover(args.video_path, VIDEO_EXTENSIONS, exclude=outdir) if args.video_path else Discovery()
 
@@ -446,6 +449,11 @@ def _run(args) -> int:
     return EXIT_FAILED if report.failed else 0
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings of the library (a long work estimate, fp16 overflow) as one `note:` line, not a code location."""
+    print(f"note: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `depth-anything` command (`depth-anything export ...`: see `depth_anything.cli_export`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -455,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return export_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return run(args)
     except UsageError as exc:

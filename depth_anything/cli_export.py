@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """`depth-anything export ...`; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from .files import output_folder_problem
     from .loading import CheckpointError, ModelNotAvailableError
     from .runtimes.onnx_export import ExportError, export_onnx, parse_sizes, usage
 
@@ -77,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = parse_sizes(args.sizes) if args.sizes else None
         if args.output.is_dir():
             raise ExportError(f"--output {args.output} is a folder; give a file name, e.g. {args.output / 'model.onnx'}")
+        if (problem := output_folder_problem(args.output.absolute().parent)) is not None:
+            raise ExportError(f"--output {args.output}: {problem}")  # before the model loads: nothing is done
         try:
             import onnx  # noqa: F401 - the exporter writes through it
         except ImportError:

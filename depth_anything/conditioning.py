@@ -37,6 +37,7 @@ OUTPUT_KINDS = ("disparity", "relative_depth", "metric_depth")
 NORMALIZE_MODES = ("per_image", "batch", "percentile")
 DEFAULT_PERCENTILES = (2.0, 98.0)
 METRIC_FLOOR = 1e-3  # metres: nothing is nearer than a millimetre
+_QUANTIZE_CHUNK = 1 << 20  # pixels quantised at a time
 _QUANTILE_SAMPLES = 4_000_000  # torch.quantile refuses inputs over 16M elements; larger maps are subsampled
 
 DepthInput = Union[torch.Tensor, np.ndarray, Sequence[Union[torch.Tensor, np.ndarray]]]
@@ -79,7 +80,10 @@ def depth_maps(depth: DepthInput) -> tuple[list[torch.Tensor], str]:
         raise ValueError("No depth maps given.")
     for index, item in enumerate(maps):
         if item.numel() == 0:
-            raise ValueError(f"Depth map {index} is empty ({tuple(item.shape)}).")
+            raise ValueError(
+                f"Depth map {index} is empty (shape {tuple(item.shape)}): there is no depth to normalise; give maps "
+                "of at least one pixel."
+            )
         if not (item.is_floating_point() or item.dtype in (torch.uint8, torch.int16, torch.int32, torch.int64)):
             raise TypeError(f"Depth map {index} has dtype {item.dtype}; give float or integer depth.")
     return [m.detach().to("cpu", torch.float32) for m in maps], layout
@@ -163,14 +167,13 @@ def _percentile_bounds(values: torch.Tensor, percentiles: tuple[float, float]) -
 def _unit(values: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """values over [low, high] -> [0, 1]; a constant map (no depth order) is 0, non-finite pixels are 0 (far)."""
     if not high > low:
-        out = torch.zeros_like(values)
-    else:
-        low_t, span = torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32) - low
-        if torch.isfinite(span):
-            out = ((values - low_t) / span).clamp(0, 1)
-        else:  # a range wider than float32 holds: halve everything first
-            out = ((values / 2 - low_t / 2) / (high / 2 - low / 2)).clamp(0, 1)
-    return torch.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+        return torch.zeros_like(values)
+    low_t, span = torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32) - low
+    if torch.isfinite(span):
+        out = values.sub(low_t).div_(span)
+    else:  # a range wider than float32 holds: halve everything first
+        out = values.div(2).sub_(low_t / 2).div_(high / 2 - low / 2)
+    return out.clamp_(0, 1).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)  # in place: one map-sized copy in all
 
 
 def _ranges(
@@ -278,12 +281,19 @@ def resize_unit(map01: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def quantize(map01: torch.Tensor, bits: int) -> np.ndarray:
     """[0, 1] -> uint8 (bits=8) or uint16 (bits=16) with rounding, so that the levels equal the values."""
-    if bits == 8:
-        return (map01.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    if bits == 16:
-        values = (map01.detach().cpu().double().clamp(0, 1) * 65535).round()
-        return values.to(torch.int32).numpy().astype(np.uint16)
-    raise ValueError(f"bits must be 8 or 16, got {bits!r}.")
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, got {bits!r}.")
+    values = map01.detach().cpu()
+    out = np.empty(values.numel(), dtype=np.uint8 if bits == 8 else np.uint16)
+    flat = values.reshape(-1)
+    for start in range(0, flat.numel(), _QUANTIZE_CHUNK):  # in chunks: no float64 copy of a large map
+        chunk = flat[start : start + _QUANTIZE_CHUNK]
+        if bits == 8:
+            out[start : start + len(chunk)] = chunk.float().clamp(0, 1).mul_(255).round_().to(torch.uint8).numpy()
+        else:
+            levels = chunk.double().clamp(0, 1).mul_(65535).round_()
+            out[start : start + len(chunk)] = levels.to(torch.int32).numpy()
+    return out.reshape(tuple(values.shape))
 
 
 def condition(
@@ -341,14 +351,25 @@ def condition(
     values = [near_bright(m, kind) for m in maps]
     out = []
     for v, (low, high), (height, width) in zip(values, _ranges(values, normalize, percentiles, value_range), targets):
-        unit = _unit(v, low, high)
+        unit = _unit(v, low, high)  # a new tensor: the steps below work on it in place
         if rules.invert:
-            unit = 1.0 - unit
+            unit = unit.neg_().add_(1.0)
         if gamma != 1.0:
-            unit = unit.pow(gamma)
+            unit = unit.pow_(gamma)
         unit = resize_unit(unit, height, width)
         out.append(quantize(unit, bits) if bits else unit)
     return _in_layout(out, layout)
+
+
+def invalid_mask(depth: DepthInput, kind: str = "disparity"):
+    """Where `condition` had no depth to use: True at pixels whose value is NaN or infinite (their conditioning
+    is the far value), in `condition`'s layout (bool). What the Estimate node's invalid_mask output shows.
+
+    >>> invalid_mask(torch.tensor([[1.0, float("nan"), float("inf")]])).tolist()
+    [[False, True, True]]
+    """
+    maps, layout = depth_maps(depth)
+    return _in_layout([torch.isnan(near_bright(m, kind)) for m in maps], layout)
 
 
 def _in_layout(maps: list, layout: str):

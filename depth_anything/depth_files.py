@@ -421,9 +421,8 @@ def write_npy(path: Path, values: np.ndarray, metadata: DepthMetadata | None, *,
     if metadata is not None:
         text = json.dumps(metadata.to_dict(), allow_nan=False, indent=2) + "\n"
         write_atomic(sidecar_path(path), lambda file: file.write(text.encode()), overwrite=overwrite)
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(values, dtype=np.float32))
-    write_atomic(path, lambda file: file.write(buffer.getvalue()), overwrite=overwrite)
+    values = np.asarray(values, dtype=np.float32)
+    write_atomic(path, lambda file: np.save(file, values), overwrite=overwrite)  # streamed: no copy in memory
 
 
 def depth_format(path: str | Path) -> str:
@@ -584,6 +583,8 @@ def load_depth(path: str | Path) -> DepthFile:
         raise DepthFileError(f"{path} does not exist.")
     reader = {"exr": _read_exr, "png16": _read_png16, "npy": _read_npy}[fmt]
     loaded = reader(path)
+    if loaded.values.size == 0:
+        raise DepthFileError(f"{path.name} holds an empty map ({loaded.values.shape}): there is no depth to load.")
     meta = loaded.metadata
     if meta is not None and meta.size is not None and tuple(meta.size) != loaded.values.shape:
         raise DepthFileError(
@@ -611,9 +612,12 @@ def _read_png16(path: Path) -> DepthFile:
             "float EXR or npy. Save depth with Save Depth 16-bit / Save Depth EXR (or --format png16 / exr); to "
             "use an 8-bit depth picture as a ControlNet hint, load it with Load Image."
         )
-    with Image.open(path) as image:
-        levels = np.asarray(image).astype(np.uint16)
-        text = image.info.get(METADATA_KEY)
+    try:
+        with Image.open(path) as image:
+            levels = np.asarray(image).astype(np.uint16)
+            text = image.info.get(METADATA_KEY)
+    except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for truncated or damaged data
+        raise DepthFileError(f"{path.name} is a damaged or truncated PNG ({exc}); save or copy it again.") from None
     if text is None:
         note = _no_metadata_note(path, f"no '{METADATA_KEY}' iTXt chunk")
         return DepthFile(path, "png16", levels.astype(np.float32) / LEVELS, None, note, levels)
@@ -655,7 +659,10 @@ def _read_exr(path: Path) -> DepthFile:
         channels = exr.channels()
         header = exr.header()
     except Exception as exc:  # the library raises RuntimeError (or others) with its own message
-        raise DepthFileError(f"{path.name} cannot be read as OpenEXR: {exc}") from None
+        raise DepthFileError(
+            f"{path.name} cannot be read as OpenEXR ({exc}): it is truncated or not an EXR file; save or copy it "
+            "again."
+        ) from None
     meta = None
     if METADATA_KEY in header:
         meta = DepthMetadata.from_json(str(header[METADATA_KEY]), f"{path.name}: its '{METADATA_KEY}' EXR header")
@@ -684,7 +691,11 @@ def _read_npy(path: Path) -> DepthFile:
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise DepthFileError(f"{path.name} cannot be read as a numpy array: {exc}") from None
+        reason = "it holds Python objects, not numbers" if "pickle" in str(exc).lower() else str(exc)
+        raise DepthFileError(
+            f"{path.name} cannot be read as a numpy array ({reason}): it is truncated or was not written by "
+            "numpy.save; save or copy it again."
+        ) from None
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2 or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):

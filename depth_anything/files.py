@@ -8,7 +8,9 @@ without touching those of a run still going.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -50,6 +52,56 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], *, overwri
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+MIN_FREE_BYTES = 16 << 20  # below this a disk counts as full before a run starts
+
+
+def output_folder_problem(folder: str | Path) -> str | None:
+    """Why outputs cannot be written into `folder` (which may not exist yet), or None when they can.
+
+    Checked before a run loads its model, so that a folder that is a file, lies under a file, is read-only or is
+    on a full disk is one clear sentence, not a traceback after the work started. Nothing is created: a small
+    probe file is written and removed in the deepest folder that exists.
+
+    >>> output_folder_problem("/dev/null/depth")
+    '/dev/null/depth cannot be made: /dev/null is a file, not a folder. Choose another output folder.'
+    """
+    folder = Path(folder).expanduser()
+    existing = folder
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == folder:
+            return f"{folder} is a file, not a folder. Choose another output folder."
+        return f"{folder} cannot be made: {existing} is a file, not a folder. Choose another output folder."
+    probe = existing / f".depth-anything-probe.{_HOST}-{os.getpid()}{PARTIAL_SUFFIX}"
+    try:
+        with open(probe, "wb") as file:
+            file.write(bytes(64 << 10))
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as exc:
+        reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                  errno.EROFS: "it is on a read-only file system", errno.EACCES: "permission denied",
+                  errno.EPERM: "permission denied"}.get(exc.errno, exc.strerror or type(exc).__name__)
+        where = "" if existing == folder else f" (in {existing})"
+        return f"{folder} is not writable{where}: {reason}. Choose another output folder."
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        free = None
+    if free is not None and free < MIN_FREE_BYTES:
+        return (
+            f"{folder}: the disk is full ({free / 2**20:.1f} MB free). Free some space or choose another output "
+            "folder."
+        )
+    return None
 
 
 def _move_no_clobber(temporary: Path, path: Path) -> None:

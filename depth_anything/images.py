@@ -3,7 +3,9 @@
 Accepted: a PIL image, numpy HW / HWC (uint8, uint16, bool or float in [0, 1]), torch (H, W, C) / (C, H, W), a
 batch as torch (B, H, W, C) (ComfyUI's IMAGE) / (B, C, H, W) or numpy (B, H, W, C), an image file's path, or a
 list of any of these (sizes may differ). 16-bit images keep their extra bits; alpha is dropped; grayscale is
-repeated into three channels.
+repeated into three channels. Float images must be in [0, 1]: up to FLOAT_TOLERANCE of overshoot (a bicubic
+resize's) is clamped, and a float image on another scale (0..255, 0..65535, normalised) is refused with the fix,
+never clamped into a white picture.
 
 Orientation: a photo's EXIF orientation tag is applied, so depth matches the image as viewers show it. This holds
 for a path, a PIL image opened from a file, the command line and ComfyUI's own Load Image alike.
@@ -11,6 +13,7 @@ for a path, a PIL image opened from a file, the command line and ComfyUI's own L
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
@@ -20,6 +23,7 @@ import torch
 from PIL import Image, ImageOps
 
 ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, Path]
+FLOAT_TOLERANCE = 0.5  # float images may overshoot [0, 1] this much (bicubic resizes do) and are clamped
 
 
 class UnreadableImageError(ValueError):
@@ -163,6 +167,32 @@ def to_tensor(image: ImageInput) -> torch.Tensor:
     raise TypeError(f"Unsupported image type {type(image).__name__}.")
 
 
+def decoded(image: ImageInput) -> ImageInput:
+    """A path or PIL image decoded to its numpy pixels (EXIF orientation applied); other inputs as they are."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return _pil_to_array(ImageOps.exif_transpose(image))
+    return image
+
+
+def integer_pixels(image: ImageInput) -> np.ndarray | None:
+    """uint8 / uint16 pixels (H, W) or (H, W, 3) of a numpy image (alpha dropped), or None for any other input
+    (float, bool, torch): what `Preprocessing.from_integers` takes."""
+    if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16):
+        return None
+    if image.ndim == 3 and image.shape[2] in (1, 2):
+        image = image[:, :, 0]  # grayscale (+ alpha)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3):
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            side = f"{image.shape[1]}x{image.shape[0]}"
+            raise ValueError(f"Image has an empty side ({side}); give an image at least 1x1 pixels.")
+        return image
+    return None
+
+
 def to_image_list(images: ImageInput | Sequence[ImageInput]) -> list[torch.Tensor]:
     """Any supported input -> a list of float32 (3, H, W) tensors in [0, 1]."""
     return [to_tensor(image) for image in split_images(images)]
@@ -220,9 +250,32 @@ def _channels(chw: torch.Tensor) -> torch.Tensor:
 
 
 def _finish(chw: torch.Tensor) -> torch.Tensor:
-    """Float CHW of unknown range -> 3-channel CHW in [0, 1]; copied only when it must be clamped."""
+    """Float CHW of unknown range -> 3-channel CHW in [0, 1]; copied only when it must be clamped.
+
+    Values a little outside [0, 1] (a resize's overshoot) are clamped; a float image on another scale (0..255,
+    0..65535, or ImageNet-normalised) is refused rather than clamped to a white or black picture.
+    """
     chw = _channels(chw)
-    low, high = torch.aminmax(chw)
-    if not (torch.isfinite(low) and torch.isfinite(high)):
-        raise ValueError("Image contains NaN or infinite values.")
+    low, high = (float(v) for v in torch.aminmax(chw))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("Image contains NaN or infinite values; replace them (e.g. torch.nan_to_num) first.")
+    if (problem := float_range_problem(low, high)) is not None:
+        raise ValueError(problem)
     return chw if low >= 0 and high <= 1 else chw.clamp(0.0, 1.0)
+
+
+def float_range_problem(low: float, high: float) -> str | None:
+    """Why a float image with values in [low, high] is not an image in [0, 1], or None (values within
+    FLOAT_TOLERANCE of the range are a resize's overshoot, clamped).
+
+    >>> float_range_problem(0.0, 255.0)
+    'Float image values span 0..255: float images must be in [0, 1]. Divide by 255 (or pass the uint8 array).'
+    """
+    if low >= -FLOAT_TOLERANCE and high <= 1 + FLOAT_TOLERANCE:
+        return None
+    span = f"Float image values span {low:g}..{high:g}: float images must be in [0, 1]."
+    if low >= 0 and high <= 255:
+        return f"{span} Divide by 255 (or pass the uint8 array)."
+    if low >= 0 and high <= 65535:
+        return f"{span} Divide by 65535 for 16-bit values (or pass the uint16 array)."
+    return f"{span} Undo the normalisation, or rescale it to [0, 1] yourself (e.g. clamp an HDR image)."

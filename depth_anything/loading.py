@@ -17,7 +17,6 @@ import difflib
 import json
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +36,9 @@ from .families import (
 
 WEIGHT_FILE_NAMES = ("model.safetensors", "pytorch_model.bin", "model.pth")
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+RUNTIME_SUFFIXES = {  # files for a runtime, which people give the loader for a checkpoint
+    ".onnx": "an ONNX", ".engine": "a TensorRT engine", ".plan": "a TensorRT engine", ".trt": "a TensorRT engine",
+}
 
 
 class CheckpointError(ValueError):
@@ -65,7 +67,26 @@ def list_models() -> list[KnownModel]:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors or pickled (.pth / .bin / .pt) checkpoint, read safely."""
+    """Tensors of a .safetensors or pickled (.pth / .bin / .pt) checkpoint, read safely.
+
+    Raises:
+        CheckpointError: the file is empty, truncated, of another kind, or needs code to unpickle; the message
+            names the file and what to do.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({_reason(exc)}).") from exc
+    if (runtime := RUNTIME_SUFFIXES.get(path.suffix.lower())) is not None:
+        raise CheckpointError(
+            f"{path}: {runtime} file, made for a runtime, not a checkpoint with the network's weights. Use the "
+            ".pth / .safetensors it was exported from, with backend='onnx' (--backend onnx) or 'tensorrt' to run "
+            "it there, or run the file with its runtime directly."
+        )
+    if size == 0:
+        raise CheckpointError(
+            f"{path}: the file is empty (0 bytes), so a download or copy did not finish. Get it again."
+        )
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -73,26 +94,50 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({exc}). Is it truncated?") from exc
+            raise CheckpointError(
+                f"{path}: not a readable safetensors file ({_reason(exc)}). Is it truncated? Download it again."
+            ) from exc
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "GLOBAL" not in str(exc):  # not a torch.save file at all (text, plain pickle, another format)
+            text = _text_start(path)
+            what = f"it holds text ({text!r}...), not tensors" if text else "it is not a torch.save file"
             raise CheckpointError(
-                f"{path}: not a readable PyTorch checkpoint (it is not a torch.save file). "
-                "Use an official .pth or a .safetensors file."
+                f"{path}: not a readable PyTorch checkpoint ({what}). Use an official .pth or a .safetensors file."
             ) from exc
         raise CheckpointError(
             f"{path}: refused to load. The file needs arbitrary code to unpickle, which could run anything on "
             "this machine; official Depth Anything checkpoints hold plain tensors. Get the file from its official "
             "source, or a .safetensors version of it."
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - text and other formats fail deep in the unpickler, in any way
+        text = _text_start(path)
+        what = f"it holds text ({text!r}...), not tensors" if text else _reason(exc)
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]}). "
-            "The file may be truncated or of another kind; download it again."
+            f"{path}: not a readable PyTorch checkpoint ({what}). "
+            "The file may be truncated or of another kind; download it again, or use a .safetensors file."
         ) from exc
     return _unwrap(state, path)
+
+
+def _text_start(path: Path, length: int = 40) -> str | None:
+    """The first characters of a file that is plain text (an HTML error page, a Git LFS pointer), else None."""
+    with open(path, "rb") as file:
+        head = file.read(length)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if all(c.isprintable() or c.isspace() for c in text) else None
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none (EOFError())."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _unwrap(state, path: Path) -> dict[str, torch.Tensor]:
@@ -110,9 +155,15 @@ def _read_config(folder: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not readable JSON ({exc}); fix or remove the file.") from exc
+        raise CheckpointError(f"{path}: not readable JSON ({_reason(exc)}); fix or remove the file.") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{path}: holds a JSON {type(config).__name__}, not an object of settings ({{\"model_type\": ...}}), so "
+            "it is not a model's config.json; fix or remove the file."
+        )
+    return config
 
 
 def _weights_file(folder: Path) -> Path:
@@ -240,6 +291,24 @@ def family_hint(candidates) -> str:
     )
 
 
+def _family_from_config_file(checkpoint: Checkpoint) -> ModelFamily:
+    """The family a folder's config.json tells; a config of another kind of model, or with values a family
+    cannot read, is refused rather than loaded as a guess."""
+    path = checkpoint.path / "config.json"
+    try:
+        told = family_from_config(checkpoint.config)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: {_reason(exc)}; fix the file or remove it.") from exc
+    if told is None:
+        kind = checkpoint.config.get("model_type")
+        raise CheckpointError(
+            f"{path}: describes a {kind!r} model, which is not a depth model this library loads "
+            f"({', '.join(FAMILIES)}); use a Depth Anything checkpoint, or {family_hint(FAMILIES.values())} if "
+            "the config.json is wrong."
+        )
+    return told
+
+
 def _decide_family(checkpoint: Checkpoint, family: str | ModelFamily | None) -> ModelFamily:
     if family is not None:
         return get_family(family)
@@ -247,7 +316,7 @@ def _decide_family(checkpoint: Checkpoint, family: str | ModelFamily | None) -> 
         return get_family(checkpoint.known.family)
     told = None
     if checkpoint.config is not None:
-        told = family_from_config(checkpoint.config)
+        told = _family_from_config_file(checkpoint)
     told = told or family_from_name(checkpoint.weights_file.name)
     if told is None and checkpoint.path.is_dir():
         told = family_from_name(checkpoint.path.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +19,10 @@ import torch.nn as nn
 
 from . import pipeline
 from .backends import Backend, EagerBackend, make_backend
-from .images import ImageInput, split_images
+from .images import ImageInput, image_size, split_images
 from .options import batch_size_problem, check, input_size_problem, max_size_problem, tile_problem
 from .pipeline import NetworkBatch, OutputWindow
+from .work import check_work
 
 if TYPE_CHECKING:
     from .families import ModelFamily
@@ -48,6 +50,7 @@ class DepthModel(nn.Module):
         self.source: str | None = None
         self.checkpoint: Checkpoint | None = None
         self._backend: Backend | None = None
+        self._interrupt: Callable[[], None] | None = None  # set by `interruptible`, called before each pass
 
     # ---------------------------------------------------------------------------------------- what it is
 
@@ -80,6 +83,15 @@ class DepthModel(nn.Module):
         return int(batch * height * width * self.head_features * element * 4)
 
     head_features = 256  # channels of the head's full-resolution maps; set by each family's network
+
+    def pass_flops(self, height: int, width: int) -> float:
+        """Rough FLOPs of one forward pass at network size `height` x `width`, for `depth_anything.work`.
+
+        This default counts every weight once per patch token (a lower bound for a ViT without its attention);
+        families override it with their network's own count.
+        """
+        tokens = (height // 14) * (width // 14)
+        return 2.0 * sum(p.numel() for p in self.parameters()) * tokens
 
     # --------------------------------------------------------------------------------------------- backend
 
@@ -133,6 +145,8 @@ class DepthModel(nn.Module):
         """
         pixels = batch.pixels if isinstance(batch, NetworkBatch) else batch
         backend = self.backend
+        if self._interrupt is not None:
+            self._interrupt()  # before each pass: a compiled graph (ONNX, TensorRT) cannot stop inside one
         prediction = backend(pixels)
         if backend.dtype == torch.float16 and not torch.isfinite(prediction).all():
             warnings.warn(
@@ -166,8 +180,12 @@ class DepthModel(nn.Module):
         tiled: bool | str = False,
         tile: int | None = None,
         overlap: int | None = None,
+        interrupt: Callable[[], None] | None = None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Depth for one image or a batch, at each image's own size, with the family's official pre-processing.
+
+        Before any work the run is estimated (`depth_anything.work`: passes x tokens at this device's speed):
+        an image over the limit is refused with the estimate and a setting that fits, a long one warns.
 
         Args:
             images: a PIL image, numpy HW / HWC (uint8, uint16 or float in [0, 1]), torch (B, H, W, 3) in
@@ -186,6 +204,11 @@ class DepthModel(nn.Module):
                 only images large enough to gain. Metric models align tiles by scale only.
             tile: tile side in pixels, a multiple of 14 (default: input_size, or a fifth of the short side).
             overlap: pixels shared by neighbouring tiles (default: a quarter of the tile).
+            interrupt: called before each layer of the network (and so between tiles and batches); raise from it
+                to stop at once, even inside one long pass (ComfyUI's Cancel uses it).
+
+        Raises:
+            WorkLimitError: an image's estimated work is over the limit (see `depth_anything.work`).
 
         Returns:
             float32 (B, H, W) on the CPU, in the family's own quantity (`output_kind`): disparity for v1 / v2,
@@ -206,18 +229,51 @@ class DepthModel(nn.Module):
         items = split_images(images)
         if not items:
             raise ValueError("No images given: pass at least one image.")
-        if tiled:
-            return self._infer_tiled(items, tiled == "auto", tile, overlap, input_size, max_size, batch_size, progress)
+        check_work(
+            self, [image_size(item) for item in items], input_size=input_size, max_size=max_size, tiled=tiled,
+            tile=tile, overlap=overlap,
+        )
+        with self.interruptible(interrupt):
+            if tiled:
+                return self._infer_tiled(
+                    items, tiled == "auto", tile, overlap, input_size, max_size, batch_size, progress
+                )
+            results: list[torch.Tensor | None] = [None] * len(items)
+            done = 0
+            for batch in self.prepare(items, input_size=input_size, max_size=max_size, batch_size=batch_size):
+                for index, depth in zip(batch.indices, self.restore(self.predict(batch), batch)):
+                    results[index] = depth
+                done += len(batch)
+                if progress is not None:
+                    progress(done, len(items))
+            return pipeline.stack_if_same_size(results)
 
-        results: list[torch.Tensor | None] = [None] * len(items)
-        done = 0
-        for batch in self.prepare(items, input_size=input_size, max_size=max_size, batch_size=batch_size):
-            for index, depth in zip(batch.indices, self.restore(self.predict(batch), batch)):
-                results[index] = depth
-            done += len(batch)
-            if progress is not None:
-                progress(done, len(items))
-        return pipeline.stack_if_same_size(results)
+    @contextmanager
+    def interruptible(self, interrupt: Callable[[], None] | None) -> Iterator[None]:
+        """Within this block, `interrupt()` runs before every network pass and, on the eager backend, before
+        every layer, so that raising from it stops a long pass between layers (a forward pre-hook on each
+        submodule; other backends run a compiled graph, which hooks would not reach or would recompile)."""
+        if interrupt is None:
+            yield
+            return
+        self._interrupt = interrupt
+        if not isinstance(self.backend, EagerBackend):
+            try:
+                yield
+            finally:
+                self._interrupt = None
+            return
+
+        def before_layer(*_) -> None:
+            interrupt()  # its return value is ignored: a pre-hook that returns one would replace the inputs
+
+        handles = [module.register_forward_pre_hook(before_layer) for module in self.modules()]
+        try:
+            yield
+        finally:
+            self._interrupt = None
+            for handle in handles:
+                handle.remove()
 
     def infer_video(
         self,
@@ -290,7 +346,7 @@ class DepthModel(nn.Module):
         progress: Progress | None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Each image through `tiled_predict`, its tiles batched; progress counts network passes."""
-        from .images import image_size, to_tensor
+        from .images import to_tensor
         from .tiling import tile_grid, tiled_predict
 
         rule = self.family.preprocessing

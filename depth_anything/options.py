@@ -28,6 +28,13 @@ DEFAULT_TILING = "off"
 TILE_SPAN = 5  # a default tile spans at least 1/TILE_SPAN of the short side
 OVERLAP_FRACTION = 4  # default overlap: a quarter of the tile
 MAX_TILE = 16380  # the largest multiple of 14 below 16384 (ComfyUI's widget limit)
+MAX_TILES = 4096  # tiles of one image (64 x 64); the defaults stay near 100 at any resolution
+
+# Work limits, per image, from the estimate of `depth_anything.work` (network passes x tokens at this device's
+# measured speed): above WARN_SECONDS a run warns with the estimate; above LIMIT_SECONDS it is refused with the
+# estimate and a setting that fits. $DEPTH_ANYTHING_MAX_SECONDS replaces LIMIT_SECONDS (0: no limit).
+WARN_SECONDS = 60.0
+LIMIT_SECONDS = 1800.0
 
 OUTPUT_FORMATS = ("side-by-side", "png8", "png16", "npy", "exr")  # what the command line (and save nodes) write
 FORMAT_SUFFIXES = {"side-by-side": ".png", "png8": ".png", "png16": ".png", "npy": ".npy", "exr": ".exr"}
@@ -161,6 +168,26 @@ def overlap_problem(overlap, tile: int | None, *, tile_name: str = "tile") -> st
             f"{tile // OVERLAP_FRACTION}, is a good start."
         )
     return None
+
+
+def tile_count_problem(
+    count: int, height: int, width: int, tile: int, overlap: int, fitting: tuple[int, int, int]
+) -> str | None:
+    """Why `count` tiles of side `tile` with `overlap` on a height x width image are too many, or None.
+
+    `fitting` is (tile, overlap, count) of a setting within MAX_TILES (the defaults, usually), for the message.
+
+    >>> print(tile_count_problem(26061, 300, 400, 182, 181, (182, 45, 6)))  # doctest: +NORMALIZE_WHITESPACE
+    tile 182 with overlap 181 makes 26061 tiles for a 400x300 image, more than the 4096 allowed (each tile is a
+    network pass): use tile 182 and overlap 45 (6 tiles).
+    """
+    if count <= MAX_TILES:
+        return None
+    return (
+        f"tile {tile} with overlap {overlap} makes {count} tiles for a {width}x{height} image, more than the "
+        f"{MAX_TILES} allowed (each tile is a network pass): use tile {fitting[0]} and overlap {fitting[1]} "
+        f"({fitting[2]} tiles)."
+    )
 
 
 def batch_size_problem(value) -> str | None:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .conditioning import Size, crop_box, output_size
-from .images import ImageInput, image_size, split_images, to_tensor
+from .images import ImageInput, decoded, image_size, integer_pixels, split_images, to_tensor
 from .options import batch_size_problem, check, max_size_problem
 from .transforms import Preprocessing, resize_prediction
 
@@ -107,6 +107,12 @@ def prepare_image(
         >>> prepared.net_size, prepared.size  # doctest: +SKIP
         ((518, 686), (480, 640))
     """
+    image = decoded(image)
+    array = integer_pixels(image)
+    if array is not None:  # 8 / 16-bit pixels: never a float copy of the whole photo (see from_integers)
+        size = tuple(array.shape[:2])
+        net_size = preprocessing.net_size(*size, input_size, max_size)
+        return PreparedImage(preprocessing.from_integers(array, net_size, device), size)
     pixels = to_tensor(image)
     size = tuple(pixels.shape[-2:])
     net_size = preprocessing.net_size(*size, input_size, max_size)

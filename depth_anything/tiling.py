@@ -19,7 +19,17 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .options import OVERLAP_FRACTION, PATCH, TILE_SPAN, check, input_size_problem, overlap_problem, tile_problem
+from .options import (
+    MAX_TILES,
+    OVERLAP_FRACTION,
+    PATCH,
+    TILE_SPAN,
+    check,
+    input_size_problem,
+    overlap_problem,
+    tile_count_problem,
+    tile_problem,
+)
 from .transforms import processing_size
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
@@ -148,7 +158,7 @@ def tile_grid(
         tile_scale = max(1.0, min(tile_height, tile_width) / model_size)
         if global_scale / tile_scale < AUTO_MIN_GAIN:
             return None
-    return TileGrid(
+    grid = TileGrid(
         height=height,
         width=width,
         tile_height=tile_height,
@@ -156,6 +166,23 @@ def tile_grid(
         ys=_axis_starts(height, tile_height, min(overlap, tile_height - 1), shift[0]),
         xs=_axis_starts(width, tile_width, min(overlap, tile_width - 1), shift[1]),
     )
+    if len(grid) > MAX_TILES:  # each tile is a network pass: refuse plans that would run practically forever
+        fitting = _fitting_tiles(height, width, tile, model_size)
+        check(tile_count_problem(len(grid), height, width, tile, overlap, fitting))
+    return grid
+
+
+def _fitting_tiles(height: int, width: int, tile: int, model_size: int) -> tuple[int, int, int]:
+    """(tile, overlap, count) within MAX_TILES: this tile with the default overlap, else the default tiles."""
+    for side in (tile, default_tile(height, width, model_size)):
+        overlap = side // OVERLAP_FRACTION
+        count = 1
+        for length in (height, width):
+            size = min(side, length)
+            count *= len(_axis_starts(length, size, min(overlap, size - 1), 0))
+        if count <= MAX_TILES:
+            break
+    return side, overlap, count
 
 
 def _global_size(height: int, width: int, model_size: int, max_size: int | None, net_size: NetSize | None):

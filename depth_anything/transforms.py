@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -68,8 +69,8 @@ def normalize_for_model(
     batch = batch.to(torch.float32)
     if tuple(batch.shape[-2:]) != tuple(size):
         batch = F.interpolate(batch, size=size, mode="bicubic", align_corners=False)
-    mean_t = torch.tensor(mean, device=batch.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=batch.device).view(1, 3, 1, 1)
+    mean_t = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=batch.device).view(1, -1, 1, 1)
     return (batch - mean_t) / std_t
 
 
@@ -109,3 +110,35 @@ class Preprocessing:
     def __call__(self, batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """float (N, 3, H, W) in [0, 1] -> the network input (N, 3, *size), float32 on the batch's device."""
         return normalize_for_model(batch, size, self.mean, self.std)
+
+    def from_integers(
+        self, array: np.ndarray, size: tuple[int, int], device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """uint8 / uint16 pixels (H, W) or (H, W, 3) -> the network input (3, *size), as `self` gives it for the
+        float image, without a float copy of the whole image: one channel at a time is made float, resized and
+        normalised (the same values, bit for bit, with a third of the memory: 1.2 GB less for 100 megapixels).
+
+        A subclass with its own `__call__` gets that rule on the float image instead.
+        """
+        if type(self).__call__ is not Preprocessing.__call__:
+            from .images import to_tensor
+
+            return self(to_tensor(array).to(device)[None], size)[0]
+        scale = 255.0 if array.dtype == np.uint8 else 65535.0
+        planes = [array] if array.ndim == 2 else [array[:, :, c] for c in range(array.shape[2])]
+        resized = [
+            F.interpolate(_plane(plane, device, scale), size=size, mode="bicubic", align_corners=False)
+            if tuple(plane.shape) != tuple(size)
+            else _plane(plane, device, scale)
+            for plane in planes
+        ]
+        rgb = torch.cat(resized * 3 if len(resized) == 1 else resized, dim=1)
+        return normalize_for_model(rgb, size, self.mean, self.std)[0]
+
+
+def _plane(plane: np.ndarray, device, scale: float) -> torch.Tensor:
+    """One integer channel (H, W) -> float32 (1, 1, H, W) in [0, 1] on `device` (converted there)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(plane))
+    if tensor.dtype == torch.uint16:
+        tensor = tensor.to(torch.int32)  # torch moves and converts uint16 poorly; int32 holds every value
+    return tensor.to(device).to(torch.float32).div_(scale)[None, None]

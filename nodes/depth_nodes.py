@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import comfy.utils
 
 from depth_anything import COLORMAPS, NORMALIZE_MODES, colorize, condition, resolve_checkpoint
 from depth_anything.backends import BACKEND_HELP, DEFAULT_BACKEND
-from depth_anything.conditioning import DepthRange, quantize, value_ranges
+from depth_anything.conditioning import DepthRange, invalid_mask, quantize, value_ranges
 from depth_anything.depth_files import DepthMetadata, depth_metadata, png16_bytes, write_npy
 from depth_anything.files import write_atomic
 from depth_anything.options import (
@@ -33,6 +34,8 @@ from depth_anything.options import (
     tile_problem,
     tiling_mode,
 )
+
+from depth_anything.work import WorkWarning, check_work
 
 from . import managed, model_files, saving
 
@@ -149,6 +152,10 @@ def estimate_depth(
     mm.throw_exception_if_processing_interrupted()
 
     count, height, width = image.shape[:3]
+    with warnings.catch_warnings():  # refused before other models are evicted for it; infer warns itself
+        warnings.simplefilter("ignore", WorkWarning)
+        check_work(model.model, [(height, width)], input_size=input_size, tiled=tiling_mode(tiling), tile=tile,
+                   overlap=tile_overlap, device=model.load_device)
     net_size = model.model.family.preprocessing.net_size(height, width, input_size)  # the whole-image pass
     net = model.ready(model.memory_required(min(batch_size, count), *net_size))
     bar = comfy.utils.ProgressBar(count)
@@ -160,7 +167,7 @@ def estimate_depth(
 
     raw = net.infer(
         image, input_size=input_size, batch_size=batch_size, progress=progress, tiled=tiling_mode(tiling),
-        tile=tile, overlap=tile_overlap,
+        tile=tile, overlap=tile_overlap, interrupt=mm.throw_exception_if_processing_interrupted,  # Cancel: mid-pass
     )
     depth = condition(raw, kind=net.output_kind, normalize=normalization, invert=invert, gamma=gamma)
     as_image = depth[..., None].expand(-1, -1, -1, 3).contiguous()
@@ -248,12 +255,14 @@ class DepthAnythingEstimate:
     )
     CATEGORY = CATEGORY
     FUNCTION = "estimate"
-    RETURN_TYPES = ("IMAGE", "MASK", RAW_DEPTH_TYPE)
-    RETURN_NAMES = ("depth", "depth_mask", "raw_depth")
+    RETURN_TYPES = ("IMAGE", "MASK", RAW_DEPTH_TYPE, "MASK")
+    RETURN_NAMES = ("depth", "depth_mask", "raw_depth", "invalid_mask")
     OUTPUT_TOOLTIPS = (
         "Depth as an RGB image in [0, 1], near = white: plug into Apply ControlNet.",
         "The same depth as a single-channel mask.",
         "Unnormalized values (disparity, or metres for metric models) for nodes that need real depth.",
+        "1 where the model gave no finite depth (NaN / inf); those pixels are far (black) in depth. "
+        "Normally all 0.",
     )
 
     @classmethod
@@ -295,7 +304,7 @@ class DepthAnythingEstimate:
         )
 
     def estimate(self, model, image, input_size, normalization, invert, gamma, batch_size, tiling, tile_size, overlap):
-        return estimate_depth(
+        depth, mask, raw = estimate_depth(
             model,
             image,
             input_size=input_size,
@@ -307,6 +316,7 @@ class DepthAnythingEstimate:
             tile_size=tile_size,
             overlap=overlap,
         )
+        return depth, mask, raw, invalid_mask(raw.values, raw.kind).float()
 
 
 class DepthAnythingAllInOne:

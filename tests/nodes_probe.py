@@ -7,6 +7,8 @@
 - TestConditioning gives SD1.5-shaped conditioning (1, 77, 768) from a seed, so that a sampling test needs no
   250 MB text encoder.
 - TextProbe shows a STRING output in the prompt's results (ComfyUI has no core node for that).
+- HostileImage gives an image as a careless custom node might: on another scale (0..255), with NaN and inf
+  pixels at the top left (and 0 beside them), for the hostile-input tests.
 """
 
 import importlib.machinery
@@ -59,7 +61,25 @@ class TextProbe:
         return {"ui": {"text": [text]}}
 
 
+class HostileImage:
+    CATEGORY = "tests"
+    FUNCTION = "spoil"
+    RETURN_TYPES = ("IMAGE",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1e6}),
+                             "non_finite": ("BOOLEAN", {"default": False})}}
+
+    def spoil(self, image, scale, non_finite):
+        image = image.clone() * scale
+        if non_finite:
+            image[:, 0, 0], image[:, 0, 1], image[:, 0, 2] = float("nan"), float("inf"), 0.0
+        return (image,)
+
+
 NODE_CLASS_MAPPINGS = {
+    "HostileImage": HostileImage,
     "NodesModuleProbe": NodesModuleProbe,
     "TestConditioning": TestConditioning,
     "TextProbe": TextProbe,

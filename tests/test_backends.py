@@ -157,6 +157,22 @@ def test_onnx_equals_eager_at_518(eager_models, onnx_models):
     assert relative(got, expected) < EXACT_TOLERANCE
 
 
+def test_interrupt_stops_a_graph_backend_between_passes_without_hooks(onnx_models):
+    model = onnx_models["v2"]
+    calls = []
+
+    def stop_on_the_second_pass():
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # three sizes: three passes; the second never runs
+        model.infer(photos(), input_size=INPUT_SIZE, interrupt=stop_on_the_second_pass)
+    assert calls == [0, 1]  # once per pass: the graph runs outside the modules, which got no hooks
+    assert not any(module._forward_pre_hooks for module in model.modules())
+    assert model.infer(photos()[:1], input_size=INPUT_SIZE).std() > 0  # the next call runs
+
+
 @pytest.mark.parametrize("family", list(FAMILY_FILES))
 def test_the_command_with_backend_onnx_equals_eager(family, checkpoints, eager_models, onnx_models, tmp_path,
                                                     monkeypatch, capsys):

@@ -39,7 +39,7 @@ OUR_NODES = {
 }  # fmt: skip
 OUR_OUTPUTS = {
     "DepthAnythingModelLoader": ["DEPTH_ANYTHING_MODEL"],
-    "DepthAnythingEstimate": ["IMAGE", "MASK", "DEPTH_ANYTHING_RAW"],
+    "DepthAnythingEstimate": ["IMAGE", "MASK", "DEPTH_ANYTHING_RAW", "MASK"],
     "DepthAnythingAllInOne": ["IMAGE", "MASK"],
     "DepthAnythingColorize": ["IMAGE"],
     "DepthAnythingSaveDepth16": [],

@@ -6,6 +6,7 @@ is mirrored and two inputs never write the same file.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 from collections.abc import Sequence
@@ -83,6 +84,28 @@ def _walk(folder: Path, exclude: Path | None) -> list[Path]:
     return sorted(files, key=lambda path: path.relative_to(folder).parts)
 
 
+def _glob(pattern: str, exclude: Path | None) -> list[Path]:
+    """The paths a glob matches, sorted. `**` is matched over the folder walk of `_walk`, so that a symbolic link
+    loop is followed once (the standard glob follows it 40 levels deep, or practically forever with several)."""
+    if "**" not in pattern:
+        return sorted(Path(p) for p in glob.glob(pattern))
+    parts = Path(pattern).parts
+    first_magic = next(i for i, part in enumerate(parts) if _has_magic(part))
+    root = Path(*parts[:first_magic]) if first_magic else Path(".")
+    if not root.is_dir():
+        return []
+    return [path for path in _walk(root, exclude) if _match_parts(path.relative_to(root).parts, parts[first_magic:])]
+
+
+def _match_parts(names: Sequence[str], patterns: Sequence[str]) -> bool:
+    """Whether path components match glob components, `**` standing for any number of folders (as glob's)."""
+    if not patterns:
+        return not names
+    if patterns[0] == "**":
+        return any(_match_parts(names[skip:], patterns[1:]) for skip in range(len(names) + 1))
+    return bool(names) and fnmatch.fnmatchcase(names[0], patterns[0]) and _match_parts(names[1:], patterns[1:])
+
+
 def _stem(path: Path) -> PurePath:
     return PurePath(path.name).with_suffix("") if path.suffix else PurePath(path.name)
 
@@ -123,9 +146,9 @@ def discover(
         elif path.is_file():
             found.sources.append(Source(path, _stem(path)))
         elif _has_magic(spec):
-            root = _glob_root(spec)
-            matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True))
-            files = [p for p in matches if p.is_file() and not _inside(p, exclude_dir)]
+            pattern = os.path.expanduser(spec)
+            root = _glob_root(pattern)
+            files = [p for p in _glob(pattern, exclude_dir) if p.is_file() and not _inside(p, exclude_dir)]
             if not files:
                 found.missing.append((spec, "the pattern matches no file"))
             for match in files:

@@ -21,7 +21,7 @@ from ..conditioning import DepthRange, condition, near_bright, quantize, value_r
 from ..depth_files import DepthMetadata, depth_metadata, exr_bytes, for_map, png16_bytes, write_npy
 from ..files import partial_path, remove_stale_partials, write_atomic
 from ..options import DEPTH_FILE_FORMATS, FORMAT_SUFFIXES, OUTPUT_FORMATS, RAW_FORMATS
-from ..postprocess import colorize
+from ..postprocess import colorize_uint8
 
 __all__ = [
     "FORMATS",
@@ -131,7 +131,7 @@ def depth_picture(unit: torch.Tensor, colormap: str) -> np.ndarray:
     """[0, 1] depth -> uint8 (H, W) for grayscale, else (H, W, 3) through the colour map."""
     if colormap == "grayscale":
         return quantize(unit, 8)
-    return quantize(colorize(unit, colormap), 8)
+    return colorize_uint8(unit, colormap)  # the colour table's bytes: no float picture of the map's size
 
 
 def side_by_side(image: np.ndarray, picture: np.ndarray) -> np.ndarray:
@@ -167,28 +167,33 @@ def output_array(
     return render(options.unit(depth, value_range), image, options)
 
 
-def encode(array: np.ndarray, suffix: str, metadata: DepthMetadata | None = None) -> bytes:
-    """An array from `output_array` -> the bytes of a .png (8 or 16 bit), .npy or .exr file; 16-bit PNGs and
-    EXRs carry `metadata` (a .npy's goes beside it: `save`)."""
+def write_encoded(file: BinaryIO, array: np.ndarray, suffix: str, metadata: DepthMetadata | None = None) -> None:
+    """Write an array from `output_array` into `file` as a .png (8 or 16 bit), .npy or .exr; 16-bit PNGs and
+    EXRs carry `metadata`. 8-bit PNGs and .npy are streamed: no copy of the file in memory."""
     if suffix == ".exr":
-        return exr_bytes(array, metadata)
-    if suffix == ".png" and array.dtype == np.uint16:
-        return png16_bytes(array, metadata)
-    buffer = io.BytesIO()
-    if suffix == ".npy":
-        np.save(buffer, array)
+        file.write(exr_bytes(array, metadata))
+    elif suffix == ".png" and array.dtype == np.uint16:
+        file.write(png16_bytes(array, metadata))
+    elif suffix == ".npy":
+        np.save(file, array)
     else:
-        Image.fromarray(array).save(buffer, format="PNG", compress_level=_PNG_LEVEL)
+        Image.fromarray(array).save(file, format="PNG", compress_level=_PNG_LEVEL)
+
+
+def encode(array: np.ndarray, suffix: str, metadata: DepthMetadata | None = None) -> bytes:
+    """An array from `output_array` -> the bytes of a .png (8 or 16 bit), .npy or .exr file (`write_encoded`)."""
+    buffer = io.BytesIO()
+    write_encoded(buffer, array, suffix, metadata)
     return buffer.getvalue()
 
 
 def save(path: Path, array: np.ndarray, metadata: DepthMetadata | None = None) -> None:
-    """Save a rendered array atomically with its metadata; the format follows the suffix (.png, .npy, .exr)."""
+    """Save a rendered array atomically with its metadata; the format follows the suffix (.png, .npy, .exr;
+    a .npy's metadata goes beside it)."""
     if path.suffix == ".npy":
         write_npy(path, array, metadata)
         return
-    data = encode(array, path.suffix, metadata)
-    write_atomic(path, lambda file: file.write(data))
+    write_atomic(path, lambda file: write_encoded(file, array, path.suffix, metadata))
 
 
 # ------------------------------------------------------------------------------------------ run settings

@@ -26,8 +26,10 @@ import torch
 
 from ..conditioning import DepthRange
 from ..files import remove_stale_partials, write_atomic
-from ..images import preview_rgb, read_image
+from ..images import image_size, preview_rgb, read_image
 from ..pipeline import NetworkBatch, PreparedImage, prepare_image
+from ..work import check_work, device_speed
+from .budget import MemoryBudget, image_cost
 from .outputs import QuantizedDepth, RenderOptions, output_array, render, save
 
 STORE_FOLDER = ".depth-anything-store"  # quantized depth kept between the two passes of --normalize batch
@@ -126,42 +128,52 @@ def run_tasks(
     on_outcome: Callable[[Outcome], None] | None = None,
     readers: int = 2,
     writers: int = 2,
+    cost: Callable[[Task], int] | None = None,
+    budget: MemoryBudget | None = None,
 ) -> list[Outcome]:
     """Run `load` (threads) -> `compute` (this thread, batched by key) -> `finish` (threads) over tasks.
 
     `load(task)` returns (group key, payload); payloads with equal keys are computed together, up to
     `batch_size` at a time. `compute(payloads)` returns one result (or Exception) per payload; None passes the
     payloads through. Errors anywhere fail only that task. Outcomes come back in completion order.
+
+    Memory is bounded in bytes as well as in images: each task reserves `cost(task)` bytes of `budget` (default
+    `MemoryBudget()`) before it is read and gives them back when its outcome is recorded (see `budget`).
     """
     outcomes: list[Outcome] = []
     lock = threading.Lock()
+    budget = MemoryBudget() if budget is None else budget
     read_ahead = batch_size + 2 * readers  # images decoded ahead of the model
     window = 4 * batch_size  # decoded images waiting for others of their size before a part-full batch runs
     write_slots = threading.BoundedSemaphore(2 * batch_size + writers)  # images rendered behind it
 
-    def record(outcome: Outcome) -> None:
+    def record(outcome: Outcome, reserved: int) -> None:
         with lock:
             outcomes.append(outcome)
+        budget.release(reserved)
         if on_outcome is not None:
             on_outcome(outcome)
 
-    def finish_one(task: Task, payload: Any, result: Any) -> None:
+    def finish_one(task: Task, payload: Any, result: Any, reserved: int) -> None:
         try:
             finish(task, payload, result)
         except Exception as exc:  # noqa: BLE001 - a failed write fails this task only
-            record(Outcome(task, f"cannot write {task.output}: {_describe(exc)}"))
+            outcome = Outcome(task, f"cannot write {task.output}: {_describe(exc)}")
         else:
-            record(Outcome(task))
-        finally:
-            write_slots.release()
+            outcome = Outcome(task)
+        del payload, result  # the memory goes back with the reservation
+        write_slots.release()
+        record(outcome, reserved)
 
     with ThreadPoolExecutor(readers, thread_name_prefix="read") as read_pool, ThreadPoolExecutor(
         writers, thread_name_prefix="write"
     ) as write_pool:
         pending_writes: list[Future] = []
+        groups: dict[Any, list[tuple[Task, Any, int]]] = {}
+        waiting = 0
 
-        def run_group(group: list[tuple[Task, Any]]) -> None:
-            payloads = [payload for _, payload in group]
+        def run_group(group: list[tuple[Task, Any, int]]) -> None:
+            payloads = [payload for _, payload, _ in group]
             if compute is None:
                 results = payloads
             else:
@@ -169,57 +181,98 @@ def run_tasks(
                     results = compute(payloads)
                 except Exception as exc:  # noqa: BLE001
                     results = [exc] * len(payloads)
-            for (task, payload), result in zip(group, results):
+            del payloads
+            for (task, payload, reserved), result in zip(group, results):
                 if isinstance(result, Exception):
-                    record(Outcome(task, f"depth failed: {_describe(result)}"))
+                    record(Outcome(task, f"depth failed: {_describe(result)}"), reserved)
                     continue
                 write_slots.acquire()  # blocks while the writers are behind: bounded memory
-                pending_writes.append(write_pool.submit(finish_one, task, payload, result))
+                pending_writes.append(write_pool.submit(finish_one, task, payload, result, reserved))
+            group.clear()
             if len(pending_writes) > 1024:  # long runs: keep only the writes still in flight
                 pending_writes[:] = [f for f in pending_writes if not f.done()]
 
-        groups: dict[Any, list[tuple[Task, Any]]] = {}
-        waiting = 0
+        def run_fullest() -> bool:
+            """Run the fullest waiting group (to free memory for the next read); False when none waits."""
+            nonlocal waiting
+            if not groups:
+                return False
+            fullest = max(groups, key=lambda k: len(groups[k]))
+            waiting -= len(groups[fullest])
+            run_group(groups.pop(fullest))
+            return True
+
+        reader = _read_ahead(read_pool, load, tasks, read_ahead, _Reservations(budget, cost, run_fullest))
         try:
-            for task, future in _read_ahead(read_pool, load, tasks, read_ahead):
+            for task, future, reserved in reader:
                 try:
                     key, payload = future.result()
                 except Exception as exc:  # noqa: BLE001 - unreadable input: report, go on
-                    record(Outcome(task, _describe(exc)))
+                    record(Outcome(task, _describe(exc)), reserved)
                     continue
+                finally:
+                    del future  # it holds the payload: the writer must be the last to hold it
                 group = groups.setdefault(key, [])
-                group.append((task, payload))
+                group.append((task, payload, reserved))
+                del payload
                 waiting += 1
                 if len(group) >= batch_size:
                     waiting -= len(groups.pop(key))
                     run_group(group)
                 elif waiting >= window:
-                    # Many sizes in flight: run the fullest group rather than hold more images in memory.
-                    fullest = max(groups, key=lambda k: len(groups[k]))
-                    waiting -= len(groups[fullest])
-                    run_group(groups.pop(fullest))
-            for key in list(groups):
-                run_group(groups.pop(key))
+                    run_fullest()  # many sizes in flight: run the fullest rather than hold more images
+            while run_fullest():
+                pass
         finally:
+            reader.close()  # on Ctrl-C or an error: loads not started yet are cancelled, not run
             for future in pending_writes:
-                future.exception()  # wait; errors were recorded in finish_one
+                future.exception()  # wait: a write in progress completes (or leaves nothing); errors are recorded
     return outcomes
 
 
-def _read_ahead(pool: ThreadPoolExecutor, load, tasks: Iterable[Task], window: int) -> Iterator[tuple[Task, Future]]:
-    """(task, future of load(task)) in task order, with at most `window` loads submitted ahead."""
-    queue: deque[tuple[Task, Future]] = deque()
-    iterator = iter(tasks)
+@dataclass
+class _Reservations:
+    """How `_read_ahead` makes room in the budget before reading a task: it hands out what it has read, then
+    runs waiting groups, and only then waits for writers to give memory back."""
+
+    budget: MemoryBudget
+    cost: Callable[[Task], int] | None
+    make_room: Callable[[], bool]
+
+    def amount(self, task: Task) -> int:
+        if self.cost is None:
+            return 0
+        try:
+            return max(0, int(self.cost(task)))
+        except Exception:  # noqa: BLE001 - an unreadable header: the read itself reports the problem
+            return 0
+
+
+def _read_ahead(
+    pool: ThreadPoolExecutor, load, tasks: Iterable[Task], window: int, reservations: _Reservations
+) -> Iterator[tuple[Task, Future, int]]:
+    """(task, future of load(task), bytes reserved) in task order, with at most `window` loads submitted ahead
+    and each load's memory reserved before it is submitted."""
+    queue: deque[tuple[Task, Future, int]] = deque()
+    budget = reservations.budget
     try:
-        for task in iterator:
-            queue.append((task, pool.submit(load, task)))
+        for task in tasks:
+            amount = reservations.amount(task)
+            while not budget.try_reserve(amount):
+                if queue:
+                    yield queue.popleft()  # what was read goes on to the model and its writers
+                elif not reservations.make_room():
+                    budget.reserve(amount)  # only writes hold memory now: they will give it back
+                    break
+            queue.append((task, pool.submit(load, task), amount))
             if len(queue) >= window:
                 yield queue.popleft()
         while queue:
             yield queue.popleft()
     finally:
-        for _, future in queue:
+        for _, future, amount in queue:
             future.cancel()
+            budget.release(amount)
 
 
 # ------------------------------------------------------------------------------------------- the image job
@@ -247,14 +300,18 @@ class ImageJob:
         self.settings = settings
         self.options = options
 
+    def _cost(self, task: Task) -> int:
+        """The bytes this task's image holds on its way, from the file's header (see `budget.image_cost`)."""
+        height, width = image_size(task.source)
+        return image_cost(height, width, side_by_side=self.options.needs_image, tiled=self.settings.tiled != "off")
+
     def _load(self, task: Task) -> tuple[tuple, _Loaded]:
         array = read_image(task.source)
         if self.settings.tiled != "off":  # the tiling engine takes whole images, grouped by their size
             return ("image", *array.shape[:2]), _Loaded(array, array.shape[:2])
-        prepared = prepare_image(
-            array, self.model.family.preprocessing, input_size=self.settings.input_size,
-            max_size=self.settings.max_size, device=self.model.device,
-        )
+        settings = dict(input_size=self.settings.input_size, max_size=self.settings.max_size)
+        check_work(self.model, [array.shape[:2]], **settings)  # tiled runs are checked by infer
+        prepared = prepare_image(array, self.model.family.preprocessing, device=self.model.device, **settings)
         keep = array if self.options.needs_image else None  # the side-by-side picture shows it
         return ("network", *prepared.net_size), _Loaded(keep, prepared.size, prepared)
 
@@ -282,11 +339,16 @@ class ImageJob:
         stored = QuantizedDepth.from_depth(self._depth(loaded, prediction), self.options.kind)
         write_atomic(task.store, stored.save)
 
-    def run(self, tasks: Iterable[Task], *, store: bool = False, on_outcome=None) -> list[Outcome]:
-        """Compute depth for `tasks` and write their outputs (or, with `store`, their stored depth)."""
+    def run(
+        self, tasks: Iterable[Task], *, store: bool = False, on_outcome=None, budget: MemoryBudget | None = None
+    ) -> list[Outcome]:
+        """Compute depth for `tasks` and write their outputs (or, with `store`, their stored depth), holding at
+        most `budget` bytes of images (default `MemoryBudget()`)."""
         finish = self._write_store if store else self._write_output
+        device_speed(self.model.device, self.model.dtype)  # measured once, before the readers estimate work
         return run_tasks(
-            tasks, self._load, self._compute, finish, batch_size=self.settings.batch_size, on_outcome=on_outcome
+            tasks, self._load, self._compute, finish, batch_size=self.settings.batch_size, on_outcome=on_outcome,
+            cost=self._cost, budget=budget,
         )
 
 
@@ -306,7 +368,10 @@ def render_stored(
         picture = render(shared.unit(stored.values(), value_range), image, options)
         save(task.output, picture, options.metadata(stored.levels.shape, value_range))  # the shared range
 
-    return run_tasks(tasks, load, None, finish, batch_size=8, on_outcome=on_outcome)
+    def cost(task: Task) -> int:
+        return image_cost(*image_size(task.source), side_by_side=options.needs_image, tiled=False)
+
+    return run_tasks(tasks, load, None, finish, batch_size=8, on_outcome=on_outcome, cost=cost)
 
 
 def stored_range(paths: Iterable[Path]) -> DepthRange:

@@ -54,6 +54,14 @@ class DepthAnything(DepthModel):
     def encoder(self) -> str:
         return self.config.name
 
+    def pass_flops(self, height: int, width: int) -> float:
+        """FLOPs of one pass: each encoder block's projections and MLP (24 N d^2) and attention (4 N^2 d) on N
+        tokens, and the DPT head's convolutions (about 18 features^2 per pixel, measured for vits / vitb / vitl)."""
+        tokens = (height // PATCH) * (width // PATCH) + 1
+        width_ = self.config.embed_dim
+        encoder = self.config.depth * (24 * tokens * width_**2 + 4 * tokens**2 * width_)
+        return float(encoder + 18 * self.config.features**2 * height * width)
+
     def extra_repr(self) -> str:
         return f"encoder={self.encoder}, family={self.family.name}, source={self.source}"
 
@@ -90,12 +98,22 @@ def _family_from_config(config: dict) -> str | None:
     if not isinstance(config, dict) or config.get("model_type", "depth_anything") != "depth_anything":
         return None
     if config.get("depth_estimation_type") == "metric":
-        max_depth = float(config.get("max_depth") or 1.0)
+        max_depth = _configured_max_depth(config) or 1.0
         return "metric_outdoor" if max_depth > 40 else "metric_indoor"
     backbone = config.get("backbone_config") or {}
     layers = backbone.get("num_hidden_layers", 12)
     last_four = list(range(layers - 3, layers + 1))  # transformers counts stages from 1 (0 = embeddings)
     return "v1" if list(backbone.get("out_indices") or []) == last_four else "v2"
+
+
+def _configured_max_depth(config: dict) -> float | None:
+    """config.json's max_depth (metres at the top of a metric model's range), or None when it has none."""
+    value = config.get("max_depth")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"max_depth must be a positive number of metres, got {value!r}")
+    return float(value)
 
 
 def encoder_from_state(state: dict[str, torch.Tensor], path) -> str:
@@ -167,7 +185,12 @@ class DepthAnythingFamily(ModelFamily):
         if hf_format.is_transformers_layout(state):
             state = hf_format.from_transformers_state(state)
             if self.is_metric and checkpoint.config is not None:
-                configured = float(checkpoint.config.get("max_depth") or self.max_depth)
+                from ..loading import CheckpointError
+
+                try:
+                    configured = _configured_max_depth(checkpoint.config) or self.max_depth
+                except ValueError as exc:
+                    raise CheckpointError(f"{checkpoint.path / 'config.json'}: {exc}; fix the file.") from exc
                 max_depth = None if configured == self.max_depth else configured
         encoder = encoder_from_state(state, checkpoint.weights_file)
         with torch.device("meta"):

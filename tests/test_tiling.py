@@ -184,6 +184,17 @@ def test_a_smooth_ramp_or_curve_per_tile_is_removed(fault):
     assert local_error < 0.25 * tile_error, (local_error, tile_error)
 
 
+def test_a_shifted_grid_gives_the_same_depth_when_crops_disagree():
+    """Shifting the tile grid by half a stride moves every seam; with the default fusion the depth stays put."""
+    image = coordinate_image(300, 430)
+    truth = smooth_truth(image[None])[0]
+    options = dict(tile=126, overlap=28, model_size=56)
+    depth = tiled_predict(image, crops_that_disagree(ramp, seed=5), **options)
+    shifted = tiled_predict(image, crops_that_disagree(ramp, seed=6), shift=(49, 49), **options)
+    change = error_after_alignment(shifted, depth)
+    assert change < 0.01 * float(truth.std()), change
+
+
 def test_fusion_tile_fits_one_scale_and_shift_per_tile_and_a_callable_fusion_is_used():
     image, raw, fitted = coordinate_image(200, 300), {}, {}
     base = LowResStandIn((200, 300), seed=9)
@@ -416,6 +427,14 @@ def test_infer_rejects_bad_tiling_options(v2_vits):
         v2_vits.infer(image, input_size=56, tiled=True, tile=60)
     with pytest.raises(ValueError, match="overlap must be"):
         v2_vits.infer(image, input_size=56, tiled=True, tile=56, overlap=56)
+
+
+def test_infer_tiled_serves_v1_through_the_same_stages(tmp_path):
+    model = DepthAnything.from_pretrained(write_checkpoint(tmp_path / "depth_anything_vits14.pth", seed=2), device="cpu")
+    image = torch.rand(1, 100, 130, 3, generator=torch.Generator().manual_seed(3))
+    depth = model.infer(image, input_size=56, tiled=True, tile=70)
+    assert depth.shape == (1, 100, 130) and torch.isfinite(depth).all()
+    assert not torch.allclose(depth, model.infer(image, input_size=56))
 
 
 def test_infer_tiled_metric_model_gives_positive_metres(tmp_path):

@@ -728,7 +728,7 @@ def measure(scene: Scene, model: StandInModel, method: str, structure: ErrorStru
 
 
 def pyramid(results: Results, methods) -> None:
-    """At 8K: the default grid (868-px tiles seen at 518), native 518-px tiles, and a pyramid (518-px tiles of a
+    """At 8K: the default grid (1036-px tiles seen at 518), native 518-px tiles, and a pyramid (518-px tiles of a
     4K pass fitted to the global pass, then the default grid fitted to that 4K result instead of the global map).
     """
     todo = [m for m in methods if not results.find(part="pyramid", method=m)]

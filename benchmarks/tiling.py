@@ -1,48 +1,54 @@
-"""Tiled high-resolution depth on real ground truth: single pass vs naive tiling vs `tiled_predict`.
+"""Tiled high-resolution depth on real ground truth, with a stand-in model whose crops disagree beyond scale
+and shift: single pass, naive tiling, today's tiling, the fusion candidates and the new default.
 
 Scenes: Middlebury 2014 "Motorcycle" (scikit-image ships it: left image and ground-truth disparity at quarter
-resolution, 741 x 500, invalid pixels inf), enlarged to 1280 (where "auto" starts to tile), 2K and 4K wide
-(image bicubic, ground truth nearest so that its discontinuities stay one pixel sharp), and a generated 4K
-street scene with thin structures (poles, wires, a fence, branches) whose disparity is exact.
+resolution, 741 x 500, invalid pixels inf), enlarged to 2K, 4K and 8K wide (and 1280 on request; image bicubic,
+ground truth nearest so that its discontinuities stay one pixel sharp), and a generated 4K street scene with thin
+structures (poles, wires, a fence, branches) whose disparity is exact.
 
 No real weights can be downloaded here, so the depth model is a stand-in that behaves like Depth Anything where
-tiling matters: it sees only a ~518-pixel view of what it is given (the official processing size), and returns
-that view's disparity with a random scale and shift for every image (and mild noise). It knows what it is shown
-by finding the view in the scene (an exact match of an 8 x 8 patch, or the whole frame); the tiler never looks
-at pixels itself. Real weights run through the very same `tiled_predict`.
+tiling matters: it sees only a ~518-pixel view of what it is given (the official processing size) and answers
+with a random scale and shift for every view, plus noise. A crop (any view but the whole frame) also gets faults
+a real network shows when it sees a crop without the rest of the scene, each switchable (`FAULTS`): a tilt and a
+bend, range compression (a random gamma on the view's normalised disparity) and a lift of its flat regions. The
+stand-in knows what it is shown by finding the view in the scene (an exact match of an 8 x 8 patch, or the whole
+frame); the tiler never looks at pixels itself. Real weights run through the very same `tiled_predict`.
 
-Methods, all through the same stand-in:
-  single  one pass on the whole image (what every popular depth node does)
-  naive   overlapping tiles, each min-max normalised, blended with the same raised-cosine weights (no alignment)
-  ours    depth_anything.tiling.tiled_predict (global pass + aligned tiles + low frequencies from the global map)
+Methods (`METHODS`): single pass, naive tiling, today's tiling (one scale + shift per tile), the old lowpass
+guard, three candidates (a guided filter: scale + shift per window; an edge-aware correction field alone; a tone
+curve + tilt per tile alone) and the new default (`fusion="local"`: tone curve + tilt + edge-aware field).
 
 Metrics, against ground truth on its valid pixels:
   AbsRel, delta1   after one least-squares scale + shift in disparity, measured in depth (1 / disparity)
-  boundary F1      Depth Pro's scale-invariant boundary F1: occluding contours where neighbouring pixels'
-                   depth ratio exceeds t, F1 per direction, t = 1.05 .. 1.25 (10 steps), weighted by t
-  seam ratio       mean |gradient| of the error map in 5-pixel bands along tile borders and overlap centre
-                   lines, over its mean elsewhere (1 = no seams; single pass is measured on the same lines)
-  overlap disagr.  mean |difference| of neighbouring tiles over their overlap before blending, in % of the
-                   depth range
-  shift change     mean |difference| of the result with the tile grid shifted by half a tile, each aligned to
-                   ground truth, in % of the range (for single pass: two runs, i.e. the stand-in's noise floor)
-  time, passes     wall time with the stand-in (the faster of the plain and the shifted run), and network
-                   passes: what dominates with a real model
-  memory           peak working memory of tiled_predict beyond its input and output, 1 MP vs 16 MP, in fresh
-                   processes (engine alone with a trivial predictor, and infer(tiled=True) with random vits)
+  boundary F1      Depth Pro's scale-invariant boundary F1 (t = 1.05 .. 1.25, 10 steps, weighted by t)
+  grid gradient    mean |difference| of neighbouring global-pixel blocks of the error where the truth is smooth,
+                   % of the depth range per global pixel (`ErrorStructure`); pixel gradient: the same per pixel
+  tile band        RMS error in the band of wavelengths from half to twice the tile stride, % of the range
+  halo px          how far from depth edges (global pixels) the error stays 25 % above its local level
+  overlap disagr.  mean |difference| of neighbouring fitted tiles over their overlap, % of the depth range
+  shift change     mean |difference| after shifting the tile grid by half a stride, % of the range
+  passes, time     network passes (what dominates with a real model) and wall time with the stand-in
 
-Run:  python benchmarks/tiling.py            (about 3-4 minutes on 2 CPU cores; --quick for a smoke run)
+Parts, each resumable (rows go to benchmarks/tiling_results.jsonl as they are measured; a rerun skips them):
+  python benchmarks/tiling.py quality [--scenes m2k,m4k,thin4k] [--faults ...] [--methods ...]
+  python benchmarks/tiling.py pyramid          (8K: default grid, 518-px tiles, pyramid)
+  python benchmarks/tiling.py cost             (fusion time next to v2-S network passes on the CPU, 4K)
+  python benchmarks/tiling.py memory           (peak memory at 1 and 16 MP, fresh processes)
+  python benchmarks/tiling.py picture          (benchmarks/tiling_crops.png)
+  python benchmarks/tiling.py report           (the markdown tables of everything measured so far)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +58,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from depth_anything import tiling  # noqa: E402
-from depth_anything.tiling import tile_grid, tiled_predict  # noqa: E402
+from depth_anything.tiling import Fusion, fit_scale_shift, tile_grid, tiled_predict  # noqa: E402
 from depth_anything.transforms import processing_size  # noqa: E402
 
 PATCH_KEY = 8  # side of the patch the stand-in uses to find a view in the scene
@@ -168,25 +173,70 @@ def thin_structures(width: int = 3840, height: int = 2160, seed: int = 0) -> Sce
 # ----------------------------------------------------------------------------------------------- stand-in
 
 
+@dataclass(frozen=True)
+class Faults:
+    """How the stand-in's answer departs from the truth it can resolve; the non-affine ones only on crops.
+
+    Amplitudes are in units of the scene's depth range R (2nd-98th percentile of its disparity), so that a
+    flat tile (sky, a wall) is disturbed as much as a busy one: that is where a disagreement shows most.
+    """
+
+    tilt: float = 0.0  # a random plane over the view, peak-to-peak up to this x R, and a random bend half as large
+    gamma: float = 1.0  # range compression: the view's normalised disparity to a power log-uniform in [1/g, g]
+    flat: float = 0.0  # a random offset up to +-this x R on the view's flat regions (soft mask, edges blurred)
+    noise: float = 0.01  # every view: noise of this x R, correlated over 1.5 pixels of the view
+
+
+# The fault types of the report, each switchable; "all" combines them. Every type keeps the random scale and
+# shift of every call and the noise; "noise-free" (all faults, no noise) shows what the noise alone costs every method.
+FAULTS = {
+    "affine": Faults(),
+    "tilt": Faults(tilt=0.05),
+    "gamma": Faults(gamma=1.5),
+    "flat": Faults(flat=0.05),
+    "all": Faults(tilt=0.05, gamma=1.5, flat=0.05),
+    "noise-free": Faults(tilt=0.05, gamma=1.5, flat=0.05, noise=0.0),
+}
+FAULT_LABELS = {
+    "affine": "scale + shift + noise only (the earlier stand-in)",
+    "tilt": "+ tilt and bend (5 % of R)",
+    "gamma": "+ range compression (gamma 1/1.5-1.5)",
+    "flat": "+ flat regions lifted (5 % of R)",
+    "all": "all of them",
+    "noise-free": "all of them, no noise",
+}
+
+
 class StandInModel:
     """A depth "model" that sees only a ~518-px view of its input and answers up to a random scale and shift.
 
     It finds each view in the scene (exact 8 x 8 patch match; otherwise the view must be the whole frame,
-    resized), area-averages the ground truth over that view at the official processing size (what a 518-px
-    network can resolve), adds noise (1 % of the depth range, correlated over 1.5 pixels of the view), applies
-    a random scale (x0.2-5) and shift, and enlarges back to
+    resized) and area-averages the ground truth over that view at the official processing size (what a 518-px
+    network can resolve). Its random draws depend only on the view (a network is deterministic: the same view
+    gets the same answer, so the single pass and the tiler's global pass agree). A crop (any view but the whole
+    frame, or every view with `deviate_whole`) then gets this view's non-affine `faults`: range compression, a
+    lift of its flat regions, a tilt and a bend, each drawn at random. Every view gets noise (1 % of the depth
+    range, correlated over 1.5 pixels of the view), a random scale (x0.2-5) and shift, and is enlarged back to
     the size it was given.
     """
 
-    def __init__(self, scene: Scene, *, input_size: int = 518, noise: float = 0.01, seed: int = 0):
-        self.scene, self.input_size, self.noise = scene, input_size, noise
-        self.rng = np.random.default_rng(seed)
+    def __init__(
+        self, scene: Scene, *, input_size: int = 518, seed: int = 0, faults: Faults = Faults(), deviate_whole=False
+    ):
+        self.scene, self.input_size, self.faults, self.deviate_whole = scene, input_size, faults, deviate_whole
+        self.seed = seed
         self.keys = _patch_keys(scene.image)
         flat = self.keys.ravel()
         self.order = np.argsort(flat, kind="stable")
         self.sorted_keys = flat[self.order]
         self.range = float(np.percentile(scene.filled, 98) - np.percentile(scene.filled, 2))
         self.calls = 0
+
+    def with_faults(self, faults: Faults) -> "StandInModel":
+        """The same stand-in (scene index shared) with other faults."""
+        other = copy.copy(self)
+        other.faults, other.calls = faults, 0
+        return other
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         self.calls += len(batch)
@@ -212,15 +262,65 @@ class StandInModel:
 
     def _view(self, view: torch.Tensor) -> torch.Tensor:
         y, x, h, w = self.locate(view)
+        # A network answers the same view the same way: this view's draws depend on what it shows, not on when.
+        rng = np.random.default_rng([self.seed, y, x, h, w, *view.shape[-2:]])
         region = torch.from_numpy(self.scene.filled[y : y + h, x : x + w])[None, None]
         seen = processing_size(*view.shape[-2:], input_size=self.input_size)
         mode = "area" if seen[0] <= h and seen[1] <= w else "bilinear"
         disparity = F.interpolate(region, size=seen, mode=mode, **({} if mode == "area" else {"align_corners": False}))
-        disparity = disparity + self.noise * self.range * _smooth_noise(self.rng, seen)
-        scale = math.exp(self.rng.uniform(math.log(0.2), math.log(5.0)))
-        shift = self.rng.uniform(-1.0, 1.0) * self.range
+        whole = (h, w) == tuple(self.scene.image.shape[-2:])
+        if self.deviate_whole or not whole:
+            disparity = self._deviate(disparity, rng)
+        disparity = disparity + self.faults.noise * self.range * _smooth_noise(rng, seen)
+        scale = math.exp(rng.uniform(math.log(0.2), math.log(5.0)))
+        shift = rng.uniform(-1.0, 1.0) * self.range
         disparity = scale * disparity + shift
         return F.interpolate(disparity, size=tuple(view.shape[-2:]), mode="bilinear", align_corners=False)[0, 0]
+
+    def _deviate(self, disparity: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """This call's non-affine disagreement with the whole view, on the seen (1, 1, h, w) disparity."""
+        d, spec = disparity.double(), self.faults
+        low, high = float(d.min()), float(d.max())
+        out = d
+        if spec.gamma > 1 and high - low > 1e-6 * self.range:
+            gamma = math.exp(rng.uniform(-math.log(spec.gamma), math.log(spec.gamma)))
+            out = low + (high - low) * ((d - low) / (high - low)) ** gamma
+        if spec.flat > 0:
+            lift = rng.uniform(-1.0, 1.0) * spec.flat * self.range
+            out = out + lift * _flatness(d, max(high - low, 0.1 * self.range))
+        if spec.tilt > 0:
+            h, w = d.shape[-2:]
+            v = ((torch.arange(h, dtype=d.dtype) + 0.5) / h - 0.5)[:, None]
+            u = ((torch.arange(w, dtype=d.dtype) + 0.5) / w - 0.5)[None, :]
+            angle = rng.uniform(0.0, 2 * math.pi)
+            plane = math.cos(angle) * u + math.sin(angle) * v
+            # and a bend: a random quadratic surface (bowl, ridge or saddle), half the tilt's amplitude
+            xx, yy, xy = rng.uniform(-1.0, 1.0, 3)
+            bend = xx * u * u + yy * v * v + xy * u * v
+            out = out + rng.uniform(-1.0, 1.0) * spec.tilt * self.range * _peak_to_peak_one(plane)
+            out = out + rng.uniform(-0.5, 0.5) * spec.tilt * self.range * _peak_to_peak_one(bend)
+        return out.float()
+
+
+def _peak_to_peak_one(surface: torch.Tensor) -> torch.Tensor:
+    surface = surface - surface.mean()
+    return surface / max(float(surface.max() - surface.min()), 1e-12)
+
+
+def _flatness(disparity: torch.Tensor, view_range: float, sigma: float = 2.0) -> torch.Tensor:
+    """A soft mask (1, 1, h, w) in [0, 1] of where the view's disparity barely changes, edges blurred.
+
+    Flat means a gradient below a quarter of the view's range spread evenly over its longer side: a wall facing
+    the camera, the sky, a table top seen from above; the transition is smoothed over a few view pixels, as a
+    network's region-wise bias would be.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    d = disparity[0, 0].numpy()
+    gy, gx = np.gradient(d)
+    scale = 0.25 * view_range / max(d.shape)
+    mask = np.exp(-((np.hypot(gx, gy) / scale) ** 2))
+    return torch.from_numpy(gaussian_filter(mask, sigma, mode="nearest"))[None, None].to(disparity.dtype)
 
 
 def _smooth_noise(rng: np.random.Generator, size: tuple[int, int], sigma: float = 1.5) -> torch.Tensor:
@@ -247,14 +347,60 @@ def _patch_keys(image: torch.Tensor) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- methods
 
 
-def run_single(scene: Scene, model: StandInModel) -> dict:
+def guided_fusion(radius: int = 4, ridge: float = 0.01):
+    """Candidate "spatially varying scale and shift": a guided filter of the global map with the tile as guide.
+
+    Each tile gets one robust scale and shift, then a scale and a shift per window of (2 radius + 1)^2 global
+    pixels (least squares of the global map on the tile, pulled toward the tile's own scale where the window is
+    flat), averaged over the windows that cover each pixel and enlarged to the tile: the fast guided filter.
+    Written here with public pieces only, through `tiled_predict(fusion=callable)`.
+    """
+
+    def box(values: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.pad(values, (radius,) * 4), 2 * radius + 1, stride=1, divisor_override=1)
+
+    def fuse(depth: torch.Tensor, reference: torch.Tensor, scale_only: bool) -> torch.Tensor:
+        coarse = F.interpolate(depth[:, None], size=reference.shape[-2:], mode="area")
+        scale, shift = fit_scale_shift(coarse[:, 0], reference, scale_only=scale_only)
+        scale, shift = scale[:, None, None, None], shift[:, None, None, None]
+        guide, target = scale * coarse + shift, reference[:, None]
+        count = box(torch.ones_like(guide))
+        mean_g, mean_t = box(guide) / count, box(target) / count
+        var = (box(guide * guide) / count - mean_g**2).clamp_min(0.0)
+        cov = box(guide * target) / count - mean_g * mean_t
+        pull = ridge * guide.var(dim=(1, 2, 3), keepdim=True) + 1e-12
+        a = (cov + pull) / (var + pull)
+        b = torch.zeros_like(a) if scale_only else mean_t - a * mean_g
+        a, b = box(a) / count, box(b) / count
+        enlarge = lambda v: F.interpolate(v, size=depth.shape[-2:], mode="bilinear", align_corners=False)[:, 0]  # noqa: E731
+        return enlarge(a) * (scale[:, 0] * depth + shift[:, 0]) + enlarge(b)
+
+    return fuse
+
+
+# name -> (what it is, options of tiled_predict); "single" and "naive" are not tiled_predict
+METHODS = {
+    "single": ("one pass on the whole image", None),
+    "naive": ("tiles min-max normalised, same blend, no alignment", None),
+    "tile": ("today's tiling: one robust scale + shift per tile (fusion='tile')", {"fusion": "tile"}),
+    "lowpass": ("tile + global low frequencies below 2 global px (lowpass=2, the old guard)", {"lowpass": 2.0}),
+    "guided": ("candidate: scale + shift per 9x9-global-px window (guided filter)", {"fusion": guided_fusion()}),
+    "field": ("candidate: tile + edge-aware correction field only", {"fusion": Fusion(curve=1, tilt=False)}),
+    "curve": ("candidate: tone curve + tilt per tile only", {"fusion": Fusion(field=None)}),
+    "local": ("new default: tone curve + tilt + edge-aware field (fusion='local')", {"fusion": "local"}),
+    "local, overlap 1/2": ("new default with half-tile overlap", {"fusion": "local", "overlap": "half"}),
+}
+DEFAULT_METHODS = ("single", "naive", "tile", "lowpass", "guided", "field", "curve", "local")
+
+
+def run_single(scene: Scene, model: StandInModel, **_) -> dict:
     return {"depth": model(scene.image[None])[0], "passes": 1}
 
 
-def run_naive(scene: Scene, model: StandInModel, tile: int | None, overlap: int | None, shift=(0, 0)) -> dict:
+def run_naive(scene: Scene, model: StandInModel, shift=(0, 0), **_) -> dict:
     """Overlapping tiles, each min-max normalised, blended with the same weights as ours: no alignment."""
     height, width = scene.image.shape[-2:]
-    grid = tile_grid(height, width, tile=tile, overlap=overlap, shift=shift)
+    grid = tile_grid(height, width, shift=shift)
     weight_y, weight_x = grid.weights()
     output = torch.zeros(height, width)
     tiles = {}
@@ -267,19 +413,22 @@ def run_naive(scene: Scene, model: StandInModel, tile: int | None, overlap: int 
     return {"depth": output, "passes": len(grid), "tiles": tiles, "grid": grid}
 
 
-def run_ours(scene: Scene, model: StandInModel, tile: int | None, overlap: int | None, shift=(0, 0), **options) -> dict:
+def run_tiled(scene: Scene, model: StandInModel, shift=(0, 0), **options) -> dict:
+    """`tiled_predict` with these options; keeps every fitted tile (for the overlap disagreement)."""
     tiles = {}
-    iterations = tiling.ROBUST_ITERATIONS
-    tiling.ROBUST_ITERATIONS = options.pop("robust_iterations", iterations)  # ablation of the robust fit
-    try:
-        depth = tiled_predict(
-            scene.image, model, tile=tile, overlap=overlap, shift=shift,
-            on_tile=lambda y, x, d: tiles.__setitem__((y, x), d.clone()), **options,
-        )
-    finally:
-        tiling.ROBUST_ITERATIONS = iterations
-    grid = tile_grid(*scene.image.shape[-2:], tile=tile, overlap=overlap, shift=shift)
+    if options.get("overlap") == "half":
+        options["overlap"] = tile_grid(*scene.image.shape[-2:]).tile_height // 2
+    depth = tiled_predict(
+        scene.image, model, shift=shift, on_tile=lambda y, x, d: tiles.__setitem__((y, x), d.clone()), **options
+    )
+    grid = tile_grid(*scene.image.shape[-2:], tile=options.get("tile"), overlap=options.get("overlap"), shift=shift)
     return {"depth": depth, "passes": 1 + len(grid), "tiles": tiles, "grid": grid}
+
+
+def run_method(name: str, scene: Scene, model: StandInModel, shift=(0, 0)) -> dict:
+    options = METHODS[name][1]
+    runner = {"single": run_single, "naive": run_naive}.get(name, run_tiled)
+    return runner(scene, model, shift=shift, **dict(options or {}))
 
 
 # ----------------------------------------------------------------------------------------------- metrics
@@ -378,60 +527,303 @@ def overlap_disagreement(result: dict, depth_range: float) -> float:
     return 100.0 * total / max(count, 1) / depth_range
 
 
+def edge_mask(scene: Scene, t: float = 1.05) -> np.ndarray:
+    """Pixels on either side of a ground-truth depth discontinuity (neighbour depth ratio above t)."""
+    depth = 1.0 / np.where(scene.valid, scene.disparity, 1.0)
+    left, top, right, bottom = _contours(depth, scene.valid, t)
+    edges = np.zeros(scene.valid.shape, bool)
+    edges[:, :-1] |= left | right
+    edges[:, 1:] |= left | right
+    edges[:-1, :] |= top | bottom
+    edges[1:, :] |= top | bottom
+    return edges
+
+
+class ErrorStructure:
+    """What the error map looks like at the global pass's grain: a tile grid, and halos along depth edges.
+
+    The error (aligned prediction - ground truth, in % of the depth range R) is area-averaged over blocks of one
+    global-pass pixel (`factor` image pixels): a tile grid is a pattern of that size and larger, while the
+    stand-in's per-pixel noise (which every pass has, the single pass too) would otherwise swamp it.
+
+    - `grid_gradient`: mean |difference| of neighbouring blocks where the truth is smooth (no ground-truth edge
+      within two global pixels), % of R per global pixel. A tile patchwork raises it; the native-resolution
+      value is `pixel_gradient`.
+    - `tile_band`: RMS of the error (smooth blocks, mean removed) in the band of wavelengths from half to twice
+      the tile stride, % of R: the error energy at the tile period.
+    - `halo_width`: how far from ground-truth edges, in global-pass pixels, the mean |error| stays more than a
+      quarter above the error level of the same neighbourhood away from edges (8-16 global pixels from any edge,
+      averaged over about 16 global pixels around), looked at up to 8 global pixels out. The local reference
+      keeps a scene whose edges crowd in one kind of region (branches in the sky) from reading as a halo.
+    """
+
+    def __init__(self, scene: Scene, global_width: int, stride: int, depth_range: float):
+        self.scene, self.factor, self.range = scene, scene.image.shape[2] / global_width, depth_range
+        self.stride = stride
+        from scipy.ndimage import distance_transform_edt
+
+        edges = edge_mask(scene)
+        self.distance = distance_transform_edt(~edges) / self.factor  # in global-pass pixels
+        smooth = scene.valid & (self.distance > 2.0)
+        self.block = max(1, round(self.factor))
+        self.smooth_blocks = self._blocks(smooth.astype(np.float64)) > 0.999
+
+    def _blocks(self, values: np.ndarray) -> np.ndarray:
+        b = self.block
+        h, w = values.shape[0] // b * b, values.shape[1] // b * b
+        return values[:h, :w].reshape(h // b, b, w // b, b).mean(axis=(1, 3))
+
+    def measure(self, aligned: np.ndarray) -> dict:
+        error = 100.0 * (aligned - self.scene.disparity) / self.range
+        error = np.where(self.scene.valid, error, 0.0)
+        blocks, smooth = self._blocks(error), self.smooth_blocks
+        pairs_x, pairs_y = smooth[:, 1:] & smooth[:, :-1], smooth[1:, :] & smooth[:-1, :]
+        steps = np.concatenate([np.abs(np.diff(blocks, axis=1))[pairs_x], np.abs(np.diff(blocks, axis=0))[pairs_y]])
+        pixel_smooth = self.scene.valid & (self.distance > 2.0)
+        px_x, px_y = pixel_smooth[:, 1:] & pixel_smooth[:, :-1], pixel_smooth[1:, :] & pixel_smooth[:-1, :]
+        pixel_steps = np.concatenate([np.abs(np.diff(error, axis=1))[px_x], np.abs(np.diff(error, axis=0))[px_y]])
+        return {
+            "grid_gradient": float(steps.mean()),
+            "pixel_gradient": float(pixel_steps.mean()),
+            "tile_band": self._band(blocks, smooth),
+            "halo_width": self._halo(np.abs(error)),
+        }
+
+    def _band(self, blocks: np.ndarray, smooth: np.ndarray) -> float:
+        values = np.where(smooth, blocks - blocks[smooth].mean(), 0.0)
+        power = np.abs(np.fft.fft2(values)) ** 2 / values.size
+        fy = np.fft.fftfreq(values.shape[0])[:, None]
+        fx = np.fft.fftfreq(values.shape[1])[None, :]
+        wavelength = 1.0 / np.maximum(np.hypot(fy, fx), 1e-12)  # in blocks
+        stride = self.stride / self.block
+        band = (wavelength >= stride / 2) & (wavelength <= 2 * stride)
+        return float(np.sqrt(power[band].sum() / smooth.sum()))
+
+    def halo_profile(self, abs_error: np.ndarray, step: float = 0.5, far: tuple[float, float] = (8.0, 16.0)):
+        """Mean of |error| / its local level away from edges, at distances 0, step, ... global pixels from edges."""
+        from scipy.ndimage import gaussian_filter, zoom
+
+        valid = self.scene.valid
+        reference = valid & (self.distance >= far[0]) & (self.distance < far[1])
+        sigma = far[1] / self.block * self.factor  # 16 global pixels, in blocks
+        level = gaussian_filter(self._blocks(np.where(reference, abs_error, 0.0)), sigma, mode="nearest")
+        weight = gaussian_filter(self._blocks(reference.astype(np.float64)), sigma, mode="nearest")
+        overall = float(abs_error[reference].mean())
+        level = np.where(weight > 1e-3, level / np.maximum(weight, 1e-12), overall)
+        height, width = abs_error.shape
+        level = zoom(level, (height / level.shape[0], width / level.shape[1]), order=1, mode="nearest")
+        level = np.pad(level, ((0, height - level.shape[0]), (0, width - level.shape[1])), mode="edge")[:height, :width]
+        ratio = abs_error / np.maximum(level, 1e-6 * overall + 1e-12)
+        bins = np.minimum((self.distance / step).astype(np.int64), int(far[0] / step))
+        sums = np.bincount(bins[valid], ratio[valid], minlength=int(far[0] / step) + 1)
+        counts = np.bincount(bins[valid], minlength=int(far[0] / step) + 1)
+        return (sums / np.maximum(counts, 1))[: int(far[0] / step)]
+
+    def _halo(self, abs_error: np.ndarray, step: float = 0.5) -> float:
+        above = np.nonzero(self.halo_profile(abs_error, step) > 1.25)[0]
+        return 0.0 if len(above) == 0 else float((above[-1] + 1) * step)
+
+
 def robust_range(values: np.ndarray) -> float:
     return float(np.percentile(values, 98) - np.percentile(values, 2))
 
 
-# ----------------------------------------------------------------------------------------------- report
+# ----------------------------------------------------------------------------------------------- results
 
 
-def evaluate(scene: Scene, tile: int | None, overlap: int | None, seed: int, variants: dict) -> list[dict]:
-    model = StandInModel(scene, seed=seed)
-    rows = []
-    gt_range = robust_range(scene.disparity[scene.valid])
-    grid = tile_grid(*scene.image.shape[-2:], tile=tile, overlap=overlap)
-    stride = grid.tile_height - (overlap if overlap is not None else grid.tile_height // 4)
-    half = (stride // 2, stride // 2)
+SCENES = {  # name -> (scene, the stand-in's seed)
+    "m1280": (lambda: motorcycle(1280), 0),
+    "m2k": (lambda: motorcycle(2048), 1),
+    "m4k": (lambda: motorcycle(3840), 2),
+    "thin4k": (lambda: thin_structures(3840, 2160), 3),
+    "m8k": (lambda: motorcycle(7680), 4),
+}
+GOAL_SCENES = ("m2k", "m4k", "thin4k")  # the issue's goals are stated on these, with all faults at once
 
-    def measure(name, runner, rerun):
-        start = time.perf_counter()
-        result = runner()
-        seconds = time.perf_counter() - start
-        aligned = align_to_gt(result["depth"].numpy(), scene)
-        abs_rel, delta1 = depth_errors(aligned, scene)
-        start = time.perf_counter()
-        shifted = rerun()
-        seconds = min(seconds, time.perf_counter() - start)  # the faster of two similar runs: less noise
-        shifted = align_to_gt(shifted["depth"].numpy(), scene)
-        row = {
-            "scene": scene.name, "size": scene.size, "method": name, "abs_rel": abs_rel, "delta1": delta1,
-            "boundary_f1": boundary_f1(aligned, scene), "seam_ratio": seam_ratio(aligned, scene, grid),
-            "overlap_disagreement": (
-                overlap_disagreement(result, robust_range(result["depth"].numpy())) if "tiles" in result else None
-            ),
-            "shift_change": 100.0 * float(np.mean(np.abs(aligned - shifted)[scene.valid])) / gt_range,
-            "seconds": seconds, "passes": result["passes"],
-        }
-        rows.append(row)
+
+class Results:
+    """Rows of every part, one JSON object per line, appended as each is measured: a stopped run resumes."""
+
+    def __init__(self, path: Path, fresh: bool = False):
+        self.path = path
+        if fresh and path.exists():
+            path.unlink()
+        lines = path.read_text().splitlines() if path.exists() else []
+        self.rows = [json.loads(line) for line in lines if line.strip()]
+
+    def find(self, **key) -> dict | None:
+        return next((r for r in self.rows if all(r.get(k) == v for k, v in key.items())), None)
+
+    def add(self, row: dict) -> None:
+        self.rows = [r for r in self.rows if not _same_key(r, row)] + [row]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as file:
+            file.write(json.dumps(row) + "\n")
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
-        return result["depth"], aligned
 
-    outputs = {}
-    outputs["single"] = measure("single", lambda: run_single(scene, model), lambda: run_single(scene, model))
-    outputs["naive"] = measure(
-        "naive", lambda: run_naive(scene, model, tile, overlap), lambda: run_naive(scene, model, tile, overlap, half)
-    )
-    outputs["ours"] = measure(
-        "ours", lambda: run_ours(scene, model, tile, overlap), lambda: run_ours(scene, model, tile, overlap, half)
-    )
-    for name, options in variants.items():
-        variant_overlap = grid.tile_height // 2 if options.pop("half_overlap", False) else overlap
-        measure(
-            name,
-            lambda: run_ours(scene, model, tile, variant_overlap, **options),
-            lambda: run_ours(scene, model, tile, variant_overlap, half, **options),
-        )
-    return rows, outputs
+    def part(self, name: str) -> list[dict]:
+        return [r for r in self.rows if r["part"] == name]
+
+
+def _same_key(a: dict, b: dict) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("part", "scene_key", "fault", "method", "fusion", "mode", "megapixels"))
+
+
+# ----------------------------------------------------------------------------------------------- quality
+
+
+def quality(results: Results, scene_keys, faults, methods, shift_faults) -> None:
+    """Every method on every fault type of every scene; rows already in `results` are not measured again."""
+    for key in scene_keys:
+        todo = [
+            (f, m) for f in faults for m in methods
+            if not results.find(part="quality", scene_key=key, fault=f, method=m)
+        ]
+        if not todo:
+            continue
+        make, seed = SCENES[key]
+        scene = make()
+        base = StandInModel(scene, seed=seed)
+        structure = error_structure(scene)
+        for fault, method in todo:
+            model = base.with_faults(FAULTS[fault])
+            row = measure(scene, model, method, structure, shift=fault in shift_faults)
+            results.add({"part": "quality", "scene_key": key, "fault": fault, **row})
+
+
+def error_structure(scene: Scene, tile: int | None = None) -> ErrorStructure:
+    height, width = scene.image.shape[-2:]
+    global_width = processing_size(height, width, input_size=518)[1]
+    grid = tile_grid(height, width, tile=tile)
+    return ErrorStructure(scene, global_width, grid.xs[1] - grid.xs[0], robust_range(scene.disparity[scene.valid]))
+
+
+def measure(scene: Scene, model: StandInModel, method: str, structure: ErrorStructure, *, shift: bool,
+            runner=None) -> dict:
+    """One method on one scene: accuracy, edges, tile grid, halos, seams (and the shifted grid, if asked)."""
+    runner = runner or (lambda offset: run_method(method, scene, model, offset))
+    start = time.perf_counter()
+    result = runner((0, 0))
+    seconds = time.perf_counter() - start
+    aligned = align_to_gt(result["depth"].numpy(), scene)
+    abs_rel, delta1 = depth_errors(aligned, scene)
+    grid = tile_grid(*scene.image.shape[-2:])
+    row = {
+        "scene": scene.name, "size": scene.size, "method": method, "abs_rel": abs_rel, "delta1": delta1,
+        "boundary_f1": boundary_f1(aligned, scene), **structure.measure(aligned),
+        "seam_ratio": seam_ratio(aligned, scene, grid),
+        "overlap_disagreement": (
+            overlap_disagreement(result, robust_range(result["depth"].numpy())) if "tiles" in result else None
+        ),
+        "shift_change": None, "seconds": seconds, "passes": result["passes"],
+    }
+    if shift:
+        stride = grid.xs[1] - grid.xs[0]
+        shifted = align_to_gt(runner((stride // 2, stride // 2))["depth"].numpy(), scene)
+        row["shift_change"] = 100.0 * float(np.mean(np.abs(aligned - shifted)[scene.valid])) / structure.range
+    return row
+
+
+# ----------------------------------------------------------------------------------------------- beyond 4K
+
+
+def pyramid(results: Results, methods) -> None:
+    """At 8K: the default grid (1036-px tiles seen at 518), native 518-px tiles, and a pyramid (518-px tiles of a
+    4K pass fitted to the global pass, then the default grid fitted to that 4K result instead of the global map).
+    """
+    todo = [m for m in methods if not results.find(part="pyramid", method=m)]
+    if not todo:
+        return
+    make, seed = SCENES["m8k"]
+    scene = make()
+    model = StandInModel(scene, seed=seed, faults=FAULTS["all"])
+    structure = error_structure(scene)
+    middle = None
+    for method in todo:
+        if method == "pyramid":
+            if middle is None:
+                middle = half_scene(scene)
+            runner = lambda offset: run_pyramid(scene, model, *middle, shift=offset)  # noqa: E731
+        elif method == "local, 518 tiles":
+            runner = lambda offset: run_tiled(scene, model, shift=offset, tile=518)  # noqa: E731
+        else:
+            runner = None
+        row = measure(scene, model, method, structure, shift=False, runner=runner)
+        results.add({"part": "pyramid", "scene_key": "m8k", "fault": "all", **row, "method": method})
+
+
+PYRAMID_METHODS = ("single", "tile", "local", "local, 518 tiles", "pyramid")
+
+
+def half_scene(scene: Scene) -> tuple[Scene, StandInModel]:
+    """The scene at half its size (2 x 2 area average), and a stand-in for it with the same faults."""
+    pool = lambda a: F.avg_pool2d(torch.as_tensor(a)[None].float(), 2)[0]  # noqa: E731
+    image = pool(scene.image)
+    filled = pool(torch.from_numpy(scene.filled)[None])[0].numpy()
+    middle = Scene(scene.name + " / 2", image.contiguous(), filled, np.ones_like(filled, bool))
+    return middle, StandInModel(middle, seed=SCENES["m8k"][1] + 100, faults=FAULTS["all"])
+
+
+def run_pyramid(scene: Scene, model: StandInModel, middle: Scene, middle_model: StandInModel, shift=(0, 0)) -> dict:
+    reference = tiled_predict(middle.image, middle_model, shift=shift)  # 518-px tiles of the half-size image
+    size = tuple(reference.shape)
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        if tuple(batch.shape[-2:]) == size:  # the "global" pass: the half-size result stands in for it
+            return reference[None]
+        return model(batch)
+
+    depth = tiled_predict(scene.image, predict, net_size=lambda h, w: size, shift=shift)
+    passes = 1 + len(tile_grid(*size)) + len(tile_grid(*scene.image.shape[-2:]))
+    return {"depth": depth, "passes": passes}
+
+
+# ----------------------------------------------------------------------------------------------- cost
+
+
+def cost(results: Results, fusions=("tile", "local")) -> None:
+    """The engine's own work next to the network's with random-weight v2-S on the CPU, at 3840 x 2160."""
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from checkpoints import write_checkpoint
+
+    from depth_anything import DepthAnything
+    from depth_anything.tile_fusion import FUSIONS, fuse_tiles
+
+    todo = [f for f in fusions if not results.find(part="cost", fusion=f)]
+    if not todo:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = write_checkpoint(Path(folder) / "depth_anything_v2_vits.pth")
+        model = DepthAnything.from_pretrained(checkpoint, device="cpu")
+    image = thin_structures(3840, 2160).image
+    predict = model.tile_predictor()
+    predict(torch.rand(1, 3, 518, 518))  # warm-up
+    for name in todo:
+        seconds = {"network": 0.0, "fusion": 0.0}
+
+        def timed(key, function):
+            def call(*args):
+                start = time.perf_counter()
+                out = function(*args)
+                seconds[key] += time.perf_counter() - start
+                return out
+
+            return call
+
+        fuse = timed("fusion", lambda d, r, s: fuse_tiles(d, r, fusion=FUSIONS[name], scale_only=s))
+        start = time.perf_counter()
+        tiled_predict(image, timed("network", predict), fusion=fuse)
+        total = time.perf_counter() - start
+        results.add({
+            "part": "cost", "fusion": name, "size": "3840x2160", "passes": 1 + len(tile_grid(2160, 3840)),
+            "network_s": seconds["network"], "fusion_s": seconds["fusion"],
+            "engine_s": total - seconds["network"], "total_s": total,
+        })
+
+
+# ----------------------------------------------------------------------------------------------- memory
 
 
 MEMORY_PROBE = r"""
@@ -469,112 +861,99 @@ ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand back what the warm-up freed, so 
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current size
 before = rss("VmRSS")
 start = time.perf_counter()
-depth = tiled_predict(image, predict, batch_size=4, model_size=int(sys.argv[5]))
+depth = tiled_predict(image, predict, batch_size=4, model_size=int(sys.argv[5]), fusion=sys.argv[6])
 seconds = time.perf_counter() - start
 peak = rss("VmHWM") - before - depth.numel() * 4
 print(json.dumps({"megapixels": height * width / 1e6, "size": f"{width}x{height}", "mode": mode,
-                  "working_mb": peak / 2**20, "seconds": seconds}))
+                  "fusion": sys.argv[6], "working_mb": peak / 2**20, "seconds": seconds}))
 """
 
 
-def measure_memory(quick: bool) -> list[dict]:
+
+def memory(results: Results, modes, megapixels=(1, 16), fusion: str = "local") -> None:
+    """Peak working memory of tiled_predict at 1 and 16 MP, each in a fresh process."""
     import tempfile
 
-    rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for mode, input_size in (("engine", 518), ("model", 518)):
-            for megapixels in (1, 4 if quick else 16):
-                if quick and mode == "model":
+        for mode in modes:
+            for size in megapixels:
+                if results.find(part="memory", mode=mode, megapixels=size, fusion=fusion):
                     continue
                 # Big blocks straight from mmap, so that freed memory leaves the resident size at once and the
                 # peak resident size measures the peak of live memory, not the allocator's fragmentation.
                 env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
                 out = subprocess.run(
-                    [sys.executable, "-c", MEMORY_PROBE, str(ROOT), str(megapixels), mode, folder, str(input_size)],
+                    [sys.executable, "-c", MEMORY_PROBE, str(ROOT), str(size), mode, folder, "518", fusion],
                     capture_output=True, text=True, check=True, env=env,
                 )
                 row = json.loads(out.stdout.strip().splitlines()[-1])
-                row["input_size"] = input_size
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    return rows
+                results.add({"part": "memory", **row, "megapixels_measured": row["megapixels"], "megapixels": size})
 
 
-def save_crops(path: Path, panels: list[tuple[Scene, dict, tuple[int, int, int]]]) -> None:
-    """One row per crop: image, ground truth, single pass, naive tiling, ours (same colour range per row).
+# ----------------------------------------------------------------------------------------------- picture
 
-    Every depth map is first aligned to the ground truth (one scale and shift), as for the metrics.
+
+def picture(path: Path, fault: str = "all") -> None:
+    """Crops of Motorcycle 4K (one where four tiles meet) and the thin-structure scene, with all faults:
+    image, ground truth, then single pass, today's tiling and the new fusion, as depth and as error maps.
+    """
+    panels = []
+    for key in ("m4k", "thin4k"):
+        make, seed = SCENES[key]
+        scene = make()
+        model = StandInModel(scene, seed=seed, faults=FAULTS[fault])
+        methods = ("single", "tile", "local")
+        aligned = {m: align_to_gt(run_method(m, scene, model)["depth"].numpy(), scene) for m in methods}
+        crops = [_crop_for(scene)] + ([_seam_crop(scene)] if scene.name == "Motorcycle" else [])
+        panels += [(scene, aligned, crop) for crop in crops]
+    save_crops(path, panels)
+
+
+def save_crops(path: Path, panels) -> None:
+    """One row per crop: image, ground truth, three depth maps (one colour range per row), their error maps.
+
+    Every depth map is first aligned to the ground truth (one scale and shift), as for the metrics. Errors are
+    red where too near, blue where too far, full colour at 3 % of the scene's depth range.
     """
     from PIL import Image, ImageDraw
 
     from depth_anything import colorize
 
+    methods = ("single", "tile", "local")
     rows = []
-    for scene, outputs, (y, x, size) in panels:
-        gt = scene.disparity[y : y + size, x : x + size]
-        valid = scene.valid[y : y + size, x : x + size]
+    for scene, aligned, (y, x, size) in panels:
+        window = (slice(y, y + size), slice(x, x + size))
+        gt, valid = scene.disparity[window], scene.valid[window]
         low, high = np.percentile(gt[valid], 1), np.percentile(gt[valid], 99)
-        cells = [scene.image[:, y : y + size, x : x + size].permute(1, 2, 0).numpy()]
-        for disparity in [gt] + [outputs[m][1][y : y + size, x : x + size] for m in ("single", "naive", "ours")]:
+        cells = [scene.image[:, window[0], window[1]].permute(1, 2, 0).numpy()]
+        for disparity in [gt] + [aligned[m][window] for m in methods]:
             cells.append(colorize(torch.from_numpy(np.clip((disparity - low) / (high - low), 0, 1)))[..., :3].numpy())
         cells[1][~valid] = 0.0  # no ground truth there (occlusions): black
+        depth_range = robust_range(scene.disparity[scene.valid])
+        for m in methods:
+            error = np.clip((aligned[m][window] - gt) / (0.03 * depth_range), -1, 1)
+            error[~valid] = 0.0
+            cell = np.ones((size, size, 3), np.float32)
+            cell[..., 0] -= np.clip(-error, 0, 1)
+            cell[..., 1] -= np.abs(error)
+            cell[..., 2] -= np.clip(error, 0, 1)
+            cells.append(cell)
         rows.append(np.concatenate([np.pad(c, ((4, 4), (4, 4), (0, 0)), constant_values=1.0) for c in cells], axis=1))
     width = max(r.shape[1] for r in rows)
-    picture = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows])
+    body = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows])
     header = np.ones((28, width, 3), np.float32)
-    image = Image.fromarray((np.concatenate([header, picture]) * 255).round().astype(np.uint8))
+    image = Image.fromarray((np.concatenate([header, body]) * 255).round().astype(np.uint8))
     draw = ImageDraw.Draw(image)
-    size = panels[0][2][2] + 8
-    for i, label in enumerate(("image", "ground truth", "single pass", "naive tiling", "ours (tiled_predict)")):
-        draw.text((i * size + 8, 8), label, fill=(0, 0, 0))
+    step = panels[0][2][2] + 8
+    labels = ("image", "ground truth", "single pass", "today's tiling", "new fusion (local)",
+              "error: single", "error: today's", "error: new")
+    for i, label in enumerate(labels):
+        draw.text((i * step + 8, 8), label, fill=(0, 0, 0))
     image.save(path)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes only: a smoke run")
-    parser.add_argument("--tile", type=int, default=None, help="tile side (default: the engine's choice)")
-    parser.add_argument("--overlap", type=int, default=None, help="tile overlap (default: the engine's choice)")
-    parser.add_argument("--ablation", action="store_true", help="also run variants of ours (low-pass, overlap)")
-    parser.add_argument("--picture", type=Path, default=ROOT / "benchmarks" / "tiling_crops.png")
-    parser.add_argument("--json", type=Path, default=None, help="write all rows here")
-    parser.add_argument("--memory-only", action="store_true", help="only the peak-memory measurement")
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    if args.memory_only:
-        print(markdown([], measure_memory(args.quick)))
-        return
-
-    if args.quick:
-        scenes = [motorcycle(1280), thin_structures(1920, 1080)]
-    else:
-        scenes = [motorcycle(1280), motorcycle(2048), motorcycle(3840), thin_structures(3840, 2160)]
-    all_rows, panels = [], []
-    for seed, scene in enumerate(scenes):
-        variants = {}
-        if args.ablation:
-            variants = {
-                "ours, lowpass 1": {"lowpass": 1.0},
-                "ours, lowpass 4": {"lowpass": 4.0},
-                "ours, overlap 1/2": {"half_overlap": True},
-                "ours, plain least squares": {"robust_iterations": 0},
-            }
-        rows, outputs = evaluate(scene, args.tile, args.overlap, seed, variants)
-        all_rows += rows
-        if scene is scenes[-1] or scene.image.shape[2] == (1280 if args.quick else 3840):
-            panels.append((scene, outputs, _crop_for(scene)))
-            if scene.name == "Motorcycle":
-                panels.append((scene, outputs, _seam_crop(scene)))
-    memory = measure_memory(args.quick)
-    save_crops(args.picture, panels)
-    if args.json:
-        args.json.write_text(json.dumps({"rows": all_rows, "memory": memory}, indent=1))
-    print()
-    print(markdown(all_rows, memory))
-
-
 def _seam_crop(scene: Scene, size: int = 320) -> tuple[int, int, int]:
-    """A crop centred on a corner where four tiles overlap: where naive tiling shows its seams."""
+    """A crop centred on a corner where four tiles overlap: where a tile patchwork shows first."""
     grid = tile_grid(*scene.image.shape[-2:])
     y = grid.ys[len(grid.ys) // 2] + (grid.ys[0] + grid.tile_height - grid.ys[1]) // 2
     x = grid.xs[len(grid.xs) // 2] + (grid.xs[0] + grid.tile_width - grid.xs[1]) // 2
@@ -588,27 +967,133 @@ def _crop_for(scene: Scene) -> tuple[int, int, int]:
     return int(0.28 * height), int(0.2 * width), 320
 
 
-def markdown(rows: list[dict], memory: list[dict]) -> str:
+# ----------------------------------------------------------------------------------------------- report
+
+
+def _f(value, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def quality_table(rows: list[dict]) -> str:
     lines = [
-        "| scene | size | method | AbsRel | delta1 | boundary F1 | seam ratio | overlap disagr. % | shift change % "
-        "| passes | time s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scene | method | AbsRel | delta1 | boundary F1 | grid gradient | pixel gradient | tile band | halo px "
+        "| overlap disagr. % | shift change % | passes | time s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        disagreement = "-" if r["overlap_disagreement"] is None else f"{r['overlap_disagreement']:.2f}"
         lines.append(
-            f"| {r['scene']} | {r['size']} | {r['method']} | {r['abs_rel']:.4f} | {r['delta1']:.4f} | "
-            f"{r['boundary_f1']:.4f} | {r['seam_ratio']:.3f} | {disagreement} | {r['shift_change']:.2f} | "
-            f"{r['passes']} | {r['seconds']:.1f} |"
+            f"| {r['scene']} {r['size']} | {r['method']} | {_f(r['abs_rel'])} | {_f(r['delta1'])} | "
+            f"{_f(r['boundary_f1'])} | {_f(r['grid_gradient'], 3)} | {_f(r['pixel_gradient'], 3)} | "
+            f"{_f(r['tile_band'], 3)} | {r['halo_width']:.1f} | {_f(r['overlap_disagreement'], 2)} | "
+            f"{_f(r['shift_change'], 2)} | {r['passes']} | {r['seconds']:.1f} |"
         )
-    lines += ["", "| peak working memory | size | MB | time s |", "|---|---|---|---|"]
-    for m in memory:
-        what = "engine, trivial predictor"
-        if m["mode"] != "engine":
-            what = f"engine + random vits, input_size {m['input_size']}"
-        size = f"{m['size']} ({m['megapixels']:.1f} MP)"
-        lines.append(f"| {what} | {size} | {m['working_mb']:.1f} | {m['seconds']:.1f} |")
     return "\n".join(lines)
+
+
+def goals_table(results: Results, method: str = "local", fault: str = "all") -> str:
+    """The issue's goals, on all faults at once: each scene's `method` against its single pass."""
+    checks = [
+        ("AbsRel <= 0.5x single pass", "abs_rel", lambda ours, single: ours <= 0.5 * single, "ratio"),
+        ("boundary F1 >= 3x single pass", "boundary_f1", lambda ours, single: ours >= 3 * single, "ratio"),
+        ("grid gradient <= single pass", "grid_gradient", lambda ours, single: ours <= single, "ratio"),
+        ("pixel gradient <= single pass", "pixel_gradient", lambda ours, single: ours <= single, "ratio"),
+        ("tile-band energy <= single pass", "tile_band", lambda ours, single: ours <= single, "ratio"),
+        ("halo <= 2 global px", "halo_width", lambda ours, single: ours <= 2.0, "value"),
+    ]
+    header = "| goal | " + " | ".join(GOAL_SCENES) + " | met |"
+    lines = [header, "|---" * (len(GOAL_SCENES) + 2) + "|"]
+    for label, metric, passes, shown in checks:
+        cells, met = [], []
+        for key in GOAL_SCENES:
+            ours = results.find(part="quality", scene_key=key, fault=fault, method=method)
+            single = results.find(part="quality", scene_key=key, fault=fault, method="single")
+            if ours is None or single is None:
+                cells.append("not run")
+                continue
+            ok = passes(ours[metric], single[metric])
+            met.append(ok)
+            if shown == "ratio":
+                cells.append(f"{ours[metric]:.4g} vs {single[metric]:.4g} ({ours[metric] / single[metric]:.2f}x)")
+            else:
+                cells.append(f"{ours[metric]:.1f}")
+        verdict = "not run" if not met else ("yes" if all(met) else ("no" if not any(met) else "partly"))
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {verdict} |")
+    return "\n".join(lines)
+
+
+def report(results: Results) -> str:
+    out = []
+    rows = results.part("quality")
+    order = list(FAULTS)
+    method_order = list(METHODS)
+    scene_order = list(SCENES)
+    for fault in order:
+        selected = [r for r in rows if r["fault"] == fault]
+        if not selected:
+            continue
+        selected.sort(key=lambda r: (scene_order.index(r["scene_key"]), method_order.index(r["method"])))
+        out += [f"Faults: **{fault}** ({FAULT_LABELS[fault]})", "", quality_table(selected), ""]
+    if rows:
+        out += ["Goals (all faults at once, the new default `local` against the single pass):", ""]
+        out += [goals_table(results), ""]
+    if results.part("pyramid"):
+        out += ["Beyond 4K (Motorcycle 7680 wide, all faults):", "", quality_table(results.part("pyramid")), ""]
+    if results.part("cost"):
+        out += ["| fusion | image | passes | network s | fusion s | fusion / network | engine besides network s |",
+                "|---|---|---|---|---|---|---|"]
+        for r in results.part("cost"):
+            out.append(f"| {r['fusion']} | {r['size']} | {r['passes']} | {r['network_s']:.1f} | {r['fusion_s']:.2f} | "
+                       f"{100 * r['fusion_s'] / r['network_s']:.1f} % | {r['engine_s']:.2f} |")
+        out.append("")
+    if results.part("memory"):
+        out += ["| peak working memory | fusion | size | MB | time s |", "|---|---|---|---|---|"]
+        for m in results.part("memory"):
+            what = "engine, trivial predictor" if m["mode"] == "engine" else "engine + random vits, input_size 518"
+            out.append(f"| {what} | {m['fusion']} | {m['size']} ({m['megapixels_measured']:.1f} MP) | "
+                       f"{m['working_mb']:.1f} | {m['seconds']:.1f} |")
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+
+PARTS = ("quality", "pyramid", "cost", "memory", "picture")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("parts", nargs="*", default=["quality"], help=f"any of {', '.join(PARTS)}, or report")
+    parser.add_argument("--scenes", default=",".join(GOAL_SCENES), help=f"of {', '.join(SCENES)}")
+    parser.add_argument("--faults", default=",".join(FAULTS), help=f"of {'; '.join(FAULTS)} (comma-separated)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"of {'; '.join(METHODS)}")
+    parser.add_argument("--shift-faults", default="all", help="fault types on which the shifted grid is also run")
+    parser.add_argument("--memory-modes", default="engine,model", help="engine (trivial predictor), model (vits)")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "tiling_results.jsonl")
+    parser.add_argument("--fresh", action="store_true", help="forget the results file's rows first")
+    parser.add_argument("--picture", type=Path, default=ROOT / "benchmarks" / "tiling_crops.png")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    results = Results(args.results, fresh=args.fresh)
+    split = lambda text: [item.strip() for item in text.split(",") if item.strip()]  # noqa: E731
+    faults = split(args.faults)
+    for name in split(args.scenes) + faults + split(args.methods):
+        if name not in SCENES and name not in FAULTS and name not in METHODS:
+            parser.error(f"unknown scene, fault or method {name!r}")
+    for part in args.parts:
+        if part == "quality":
+            quality(results, split(args.scenes), faults, split(args.methods), set(split(args.shift_faults)))
+        elif part == "pyramid":
+            pyramid(results, PYRAMID_METHODS)
+        elif part == "cost":
+            cost(results)
+        elif part == "memory":
+            memory(results, split(args.memory_modes))
+        elif part == "picture":
+            picture(args.picture)
+        elif part != "report":
+            parser.error(f"unknown part {part!r}: use {', '.join(PARTS)} or report")
+    print()
+    print(report(results))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
 A depth network sees about 518 pixels; shrinking a 4K photo to that loses thin structures and blurs every
 edge. `tiled_predict` runs the network once on the whole (shrunken) image and then on overlapping tiles at the
-image's own resolution. Each tile's prediction is fitted to the global one (robust least squares: scale and
-shift in disparity, scale only for metric depth), optionally its low frequencies are replaced by the global
-map's, and the tiles are blended with raised-cosine weights that sum to one. Memory is bounded by a batch of
-tiles: nothing of the image's size is held apart from the input and the output.
+image's own resolution. Each tile's prediction is fitted to the global one (`tile_fusion`: a robust tone curve
+and tilt per tile, then an edge-aware correction field, so that crops which disagree with the whole view beyond
+scale and shift leave no patchwork), and the tiles are blended with raised-cosine weights that sum to one.
+Memory is bounded by a batch of tiles: nothing of the image's size is held apart from the input and the output.
 
 The engine is model-agnostic: `predict` is any callable from images (N, 3, h, w) in [0, 1] to (N, h, w).
 """
@@ -30,19 +30,19 @@ from .options import (
     tile_count_problem,
     tile_problem,
 )
+from .tile_fusion import FUSIONS, Fusion, fit_scale_shift, fuse_tiles
 from .transforms import processing_size
 
+__all__ = ["Fusion", "TileGrid", "default_tile", "fit_scale_shift", "tile_grid", "tiled_predict"]
+
 Predict = Callable[[torch.Tensor], torch.Tensor]
+# (tiles (N, h, w), the global map sampled over each of them (N, gh, gw), scale_only) -> fitted tiles (N, h, w)
+FuseTiles = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 NetSize = Callable[[int, int], tuple[int, int]]  # (height, width) of an image -> what the network sees
 
 # "auto" tiles when tiles see at least this many times finer than the global pass; at 1.67x (1280 x 864 at 518)
 # tiling already measured 2.3x the boundary F1 and 18% lower AbsRel (BENCHMARKS.md)
 AUTO_MIN_GAIN = 1.5
-ROBUST_ITERATIONS = 4
-FIT_GRID = 64  # tiles are fitted on at most 64 x 64 samples: plenty for two unknowns, and cheap
-PAIRS = 8192  # sample pairs for the robust starting slope
-MIN_SPREAD = 0.01  # robust weights never treat residuals below 1% of the target's spread as outliers
-MIN_SCALE_FRACTION = 0.25  # a tile's scale never drops below this share of (global spread / tile spread)
 ALIGN_MODES = ("affine", "scale")
 
 
@@ -192,125 +192,6 @@ def _global_size(height: int, width: int, model_size: int, max_size: int | None,
     return processing_size(height, width, model_size, max_size)
 
 
-def fit_scale_shift(
-    source: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    scale_only: bool = False,
-    robust: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Robust least squares: per item, `scale * source + shift` closest to `target`.
-
-    Args:
-        source, target: (N, ...) tensors of the same shape; each of the N items is fitted on its own.
-        scale_only: fit a scale alone (shift = 0), for metric depth whose zero is meaningful.
-        robust: re-weight outliers (depth edges, occlusions) with Cauchy weights over a few iterations.
-
-    Returns:
-        (scale, shift), each (N,) float32.
-
-    Example:
-        >>> x = torch.rand(2, 16, 16)
-        >>> scale, shift = fit_scale_shift(x, 3 * x - 1)
-        >>> [round(v, 4) for v in scale.tolist() + shift.tolist()]
-        [3.0, 3.0, -1.0, -1.0]
-    """
-    if source.shape != target.shape or source.ndim < 2:
-        raise ValueError(
-            f"source and target must have the same (N, ...) shape, got {tuple(source.shape)} and {tuple(target.shape)}."
-        )
-    x, y = source.reshape(source.shape[0], -1), target.reshape(target.shape[0], -1)
-    scale, shift, _ = _robust_fit(x, y, scale_only=scale_only, iterations=ROBUST_ITERATIONS if robust else 0)
-    return scale.float(), shift.float()
-
-
-def _robust_fit(
-    x: torch.Tensor, y: torch.Tensor, *, scale_only: bool, iterations: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Iteratively re-weighted least squares on (N, P) samples.
-
-    Returns (scale, shift, spread), each (N,) float64; `spread` is the residual scale of the Cauchy weights.
-    """
-    x, y = x.double(), y.double()
-    # Where most samples fit exactly (a tile mostly inside one flat object) the median deviation is zero; the
-    # floor keeps the weights from collapsing onto those samples alone, and noise-free fits stay exact.
-    floor = 1e-12 + MIN_SPREAD * y.std(dim=1)
-    if iterations == 0:
-        return (*_weighted_fit(x, y, torch.ones_like(x), scale_only), floor)
-    # A least-squares start would let high-leverage outliers (a pole only the tile sees) pull every
-    # re-weighting after it to a wrong scale; a pairwise-median start does not.
-    scale, shift = _pairwise_fit(x, y, scale_only)
-    spread = floor
-    for _ in range(iterations):
-        residual = scale[:, None] * x + shift[:, None] - y
-        mad = (residual - residual.median(dim=1, keepdim=True).values).abs().median(dim=1).values
-        spread = torch.maximum(2.385 * 1.4826 * mad, floor)  # Cauchy's 95%-efficiency constant x robust sigma
-        scale, shift = _weighted_fit(x, y, _cauchy(residual, spread), scale_only)
-    return scale, shift, spread
-
-
-def _pairwise_fit(x: torch.Tensor, y: torch.Tensor, scale_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Theil-Sen start: the median slope over sample pairs, then the median offset.
-
-    Robust to outliers in the tile (x) as well as in the global map (y): a thin pole the global map cannot
-    see, or a tile that is mostly one flat object, would drag a least-squares start to a wrong scale.
-    """
-    if scale_only:
-        ratio = torch.where(x > 0, y / torch.where(x > 0, x, 1.0), torch.nan)
-        scale = ratio.nanmedian(dim=1).values.nan_to_num(0.0).clamp_min(0.0)
-        return scale, torch.zeros_like(scale)
-    count = x.shape[1]
-    generator = torch.Generator().manual_seed(0)  # the same pairs every time: results are reproducible
-    first = torch.randint(count, (PAIRS,), generator=generator).to(x.device)
-    second = torch.randint(count, (PAIRS,), generator=generator).to(x.device)
-    dx, dy = x[:, first] - x[:, second], y[:, first] - y[:, second]
-    levels = torch.tensor([0.05, 0.95], dtype=x.dtype, device=x.device)
-    low, high = torch.quantile(x, levels, dim=1)
-    # Pairs closer than a twentieth of the tile's range say more about noise than about the slope.
-    informative = dx.abs() > 0.05 * (high - low)[:, None] + 1e-30
-    slope = torch.where(informative, dy / torch.where(informative, dx, 1.0), torch.nan)
-    scale = slope.nanmedian(dim=1).values.nan_to_num(0.0)  # no informative pair: a flat tile
-    shift = (y - scale[:, None] * x).median(dim=1).values
-    return scale, shift
-
-
-def _cauchy(residual: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
-    spread = spread.view(-1, *([1] * (residual.ndim - 1))).to(residual.dtype)
-    return 1.0 / (1.0 + (residual / spread) ** 2)
-
-
-def _weighted_fit(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, scale_only: bool):
-    total = weight.sum(dim=1)
-    if scale_only:
-        scale = (weight * x * y).sum(dim=1) / (weight * x * x).sum(dim=1).clamp_min(1e-30)
-        return scale.clamp_min(0.0), torch.zeros_like(scale)
-    mean_x = (weight * x).sum(dim=1) / total
-    mean_y = (weight * y).sum(dim=1) / total
-    dx, dy = x - mean_x[:, None], y - mean_y[:, None]
-    var_x = (weight * dx * dx).sum(dim=1) / total
-    var_y = (weight * dy * dy).sum(dim=1) / total
-    cov = (weight * dx * dy).sum(dim=1) / total
-    flat = var_x <= 1e-12 * (mean_x.abs() + var_y.sqrt()).clamp_min(1e-30) ** 2
-    scale = torch.where(flat, 0.0, cov / var_x.clamp_min(1e-30))
-    # A tile that barely correlates with the global map (sky, a wall, anything the global pass cannot see)
-    # keeps part of its own contrast instead of being flattened or turned upside down.
-    floor = MIN_SCALE_FRACTION * (var_y / var_x.clamp_min(1e-30)).sqrt()
-    scale = torch.where(flat, scale, torch.maximum(scale, floor))
-    return scale, mean_y - scale * mean_x
-
-
-def _gaussian_blur(values: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (N, 1, H, W), edges replicated."""
-    radius = max(1, math.ceil(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=values.dtype, device=values.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    values = F.pad(values, (radius, radius, 0, 0), mode="replicate")
-    values = F.conv2d(values, kernel.view(1, 1, 1, -1))
-    values = F.pad(values, (0, 0, radius, radius), mode="replicate")
-    return F.conv2d(values, kernel.view(1, 1, -1, 1))
-
-
 def _global_view(image: torch.Tensor, size: tuple[int, int], pixels_per_strip: int = 1 << 18) -> torch.Tensor:
     """(3, H, W) -> (3, h, w), antialiased, without an intermediate of the image's size.
 
@@ -382,6 +263,26 @@ def _as_chw(image: torch.Tensor) -> torch.Tensor:
     return chw
 
 
+def _fusion(fusion, lowpass: float | None, *, scale_only: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(tiles, reference) -> fitted tiles, for the `fusion` and `lowpass` arguments of `tiled_predict`."""
+    if isinstance(fusion, str):
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, a Fusion or a callable, got {fusion!r}.")
+        fusion = FUSIONS[fusion]
+    if isinstance(fusion, Fusion):
+        return lambda depth, target: fuse_tiles(depth, target, fusion=fusion, scale_only=scale_only, lowpass=lowpass)
+    if callable(fusion):
+
+        def fuse(depth: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            fitted = fusion(depth, target, scale_only)
+            if not isinstance(fitted, torch.Tensor) or fitted.shape != depth.shape:
+                raise ValueError(f"fusion must return the tiles' shape {tuple(depth.shape)}.")
+            return fitted.float()
+
+        return fuse
+    raise TypeError(f"fusion must be a name, a Fusion or a callable, got {type(fusion).__name__}.")
+
+
 def tiled_predict(
     image: torch.Tensor,
     predict: Predict,
@@ -398,6 +299,7 @@ def tiled_predict(
     shift: tuple[int, int] = (0, 0),
     on_tile: Callable[[int, int, torch.Tensor], None] | None = None,
     net_size: NetSize | None = None,
+    fusion: str | Fusion | FuseTiles = "local",
 ) -> torch.Tensor:
     """Depth for a large image from one global pass and overlapping native-resolution tiles.
 
@@ -416,14 +318,18 @@ def tiled_predict(
         max_size: cap on the global pass's long side (default 3 x model_size), as in `processing_size`.
         auto: use one plain pass when tiling would not see much finer than the global pass (see `tile_grid`).
         align: "affine" (scale and shift, for relative disparity) or "scale" (scale only, for metric depth).
-        lowpass: None keeps each tile's own frequencies after its scale and shift (measured best, see
-            BENCHMARKS.md). A Gaussian sigma in global-map pixels (2-4) instead takes the frequencies below it
-            from the global map: a guard for models whose crops disagree with the whole view beyond scale and
-            shift, at the price of the global pass's own noise.
+        lowpass: the earlier guard against crops that disagree beyond scale and shift, kept for old callers: a
+            Gaussian sigma in global-map pixels below which each tile's frequencies come from the global map
+            after one scale and shift per tile (it replaces `fusion`). The default fusion measured better.
         shift: offset (dy, dx) of the tile grid in pixels; a shifted grid should give the same depth.
         on_tile: called as on_tile(y, x, depth) with each aligned tile before blending, for inspection.
         net_size: the model family's rule for the size its network sees, (height, width) -> (h, w), used for the
             global pass (default: v1 / v2's `processing_size` with `model_size` and `max_size`).
+        fusion: how each tile is fitted to the global map before blending: "local" (default: a robust tone
+            curve and tilt per tile plus an edge-aware correction field), "tile" (one robust scale and shift
+            per tile, the earlier default), a `Fusion` with its own settings, or a callable
+            fusion(tiles (N, h, w), reference (N, gh, gw), scale_only) -> fitted tiles, where `reference` is the
+            global map sampled over each tile on a grid as coarse as the global map.
 
     Returns:
         float32 (H, W) on the image's device.
@@ -442,6 +348,7 @@ def tiled_predict(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     if lowpass is not None and not lowpass > 0:
         raise ValueError(f"lowpass must be a positive sigma or None, got {lowpass!r}.")
+    fuse = _fusion(fusion, lowpass, scale_only=align == "scale")
     height, width = chw.shape[-2:]
     grid = tile_grid(
         height, width, tile=tile, overlap=overlap, model_size=model_size, max_size=max_size, auto=auto, shift=shift,
@@ -473,7 +380,7 @@ def tiled_predict(
         depth = _check_prediction(predict(tiles), len(chunk), tile_size).to(chw.device)
         del tiles
         target = _sample_global(global_map.to(chw.device), chunk, tile_size, pooled, (height, width))
-        depth = _align_tiles(depth, target, pooled, scale_only=align == "scale", lowpass=lowpass)
+        depth = fuse(depth, target)
         for (y, x), tile_depth in zip(chunk, depth):
             if on_tile is not None:
                 on_tile(y, x, tile_depth)
@@ -483,28 +390,3 @@ def tiled_predict(
         if progress is not None:
             progress(1 + start + len(chunk), total)
     return output
-
-
-def _align_tiles(
-    depth: torch.Tensor, target: torch.Tensor, pooled: tuple[int, int], *, scale_only: bool, lowpass: float | None
-) -> torch.Tensor:
-    """Fit tiles (N, h, w) to the global map sampled on a coarse grid (N, gh, gw); optionally take its lows."""
-    coarse = F.interpolate(depth[:, None], size=pooled, mode="area")
-    fit_size = (min(pooled[0], FIT_GRID), min(pooled[1], FIT_GRID))
-    scale, shift, spread = _robust_fit(
-        F.interpolate(coarse, size=fit_size, mode="area").flatten(1),
-        F.interpolate(target[:, None], size=fit_size, mode="area").flatten(1),
-        scale_only=scale_only,
-        iterations=ROBUST_ITERATIONS,
-    )
-    scale, shift = scale.float()[:, None, None, None], shift.float()[:, None, None, None]
-    aligned = scale[:, 0] * depth + shift[:, 0]
-    if lowpass is None:
-        return aligned
-    # What the tile still disagrees with the global map about, smoothed with robust weights so that an edge the
-    # coarse global map misplaces does not bleed into the sharp tile (normalised convolution).
-    residual = scale * coarse + shift - target[:, None]
-    weight = _cauchy(residual, spread)
-    smooth = _gaussian_blur(weight * residual, lowpass) / _gaussian_blur(weight, lowpass).clamp_min(1e-6)
-    correction = F.interpolate(smooth, size=depth.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    return aligned - correction

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from depth_anything import DepthAnything
-from depth_anything.tiling import default_tile, fit_scale_shift, tile_grid, tiled_predict
+from depth_anything.tiling import Fusion, default_tile, fit_scale_shift, tile_grid, tiled_predict
 from depth_anything.transforms import processing_size
 
 from checkpoints import write_checkpoint
@@ -129,6 +129,96 @@ def test_tiles_that_are_exact_affines_of_a_smooth_scene_reproduce_it():
     depth = tiled_predict(image, predict, tile=126, overlap=28, model_size=56)
     truth = 0.5 + image[0] + 0.5 * image[1] ** 2
     assert error_after_alignment(depth, truth) < 2e-3 * float(truth.std())
+
+
+def smooth_truth(views: torch.Tensor) -> torch.Tensor:
+    """A smooth disparity of the coordinate image's positions (no edges): what the fits alone must recover."""
+    return 0.5 + views[:, 0] + 0.5 * views[:, 1] ** 2
+
+
+def crops_that_disagree(fault, seed: int):
+    """predict(): the whole view exact up to a random scale and shift; every crop also gets `fault`."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def predict(batch):
+        out = []
+        for view, truth in zip(batch, smooth_truth(batch)):
+            whole = float(view[0, -1, 0] - view[0, 0, 0]) > 0.9 and float(view[1, 0, -1] - view[1, 0, 0]) > 0.9
+            if not whole:
+                truth = fault(truth, generator)
+            scale = math.exp(float(torch.empty(()).uniform_(-1, 1, generator=generator)))
+            out.append(scale * truth + float(torch.empty(()).uniform_(-1, 1, generator=generator)))
+        return torch.stack(out)
+
+    return predict
+
+
+def ramp(truth, generator):
+    """A plane across the crop, up to 15 % of the scene's range from one side to the other."""
+    h, w = truth.shape
+    angle = float(torch.empty(()).uniform_(0, 2 * math.pi, generator=generator))
+    u = (torch.arange(w) + 0.5) / w - 0.5
+    v = (torch.arange(h) + 0.5) / h - 0.5
+    plane = math.cos(angle) * u[None, :] + math.sin(angle) * v[:, None]
+    return truth + 0.15 * 1.5 * float(torch.empty(()).uniform_(-1, 1, generator=generator)) * plane
+
+
+def range_compression(truth, generator):
+    """The crop's own range to a power between 1/1.5 and 1.5."""
+    low, high = truth.min(), truth.max()
+    gamma = 1.5 ** float(torch.empty(()).uniform_(-1, 1, generator=generator))
+    return low + (high - low) * ((truth - low) / (high - low)) ** gamma
+
+
+@pytest.mark.parametrize("fault", [ramp, range_compression])
+def test_a_smooth_ramp_or_curve_per_tile_is_removed(fault):
+    """Crops off by a plane or a tone curve beyond scale and shift: the default fusion removes what one scale
+    and shift per tile leaves as a patchwork."""
+    image = coordinate_image(300, 430)
+    truth = smooth_truth(image[None])[0]
+    options = dict(tile=126, overlap=28, model_size=56)
+    local = tiled_predict(image, crops_that_disagree(fault, seed=4), **options)
+    per_tile = tiled_predict(image, crops_that_disagree(fault, seed=4), fusion="tile", **options)
+    local_error, tile_error = error_after_alignment(local, truth), error_after_alignment(per_tile, truth)
+    assert local_error < 0.005 * float(truth.std()), (local_error, tile_error)  # 0.002 measured; tile: 0.01-0.05
+    assert local_error < 0.25 * tile_error, (local_error, tile_error)
+
+
+def test_a_shifted_grid_gives_the_same_depth_when_crops_disagree():
+    """Shifting the tile grid by half a stride moves every seam; with the default fusion the depth stays put."""
+    image = coordinate_image(300, 430)
+    truth = smooth_truth(image[None])[0]
+    options = dict(tile=126, overlap=28, model_size=56)
+    depth = tiled_predict(image, crops_that_disagree(ramp, seed=5), **options)
+    shifted = tiled_predict(image, crops_that_disagree(ramp, seed=6), shift=(49, 49), **options)
+    change = error_after_alignment(shifted, depth)
+    assert change < 0.01 * float(truth.std()), change
+
+
+def test_fusion_tile_fits_one_scale_and_shift_per_tile_and_a_callable_fusion_is_used():
+    image, raw, fitted = coordinate_image(200, 300), {}, {}
+    base = LowResStandIn((200, 300), seed=9)
+
+    def predict(batch):
+        depth = base(batch)
+        for view, d in zip(batch, depth):
+            raw[(round(float(view[0, 0, 0]) * 200 - 0.5), round(float(view[1, 0, 0]) * 300 - 0.5))] = d
+        return depth
+
+    tiled_predict(image, predict, tile=84, model_size=56, fusion="tile", on_tile=lambda y, x, d: fitted.update({(y, x): d}))
+    for box, depth in fitted.items():
+        scale, shift = fit_scale_shift(raw[box][None], depth[None], robust=False)
+        torch.testing.assert_close(scale * raw[box] + shift, depth, rtol=0, atol=1e-4)
+    seen = []
+    depth = tiled_predict(
+        image, LowResStandIn((200, 300)), tile=84, model_size=56,
+        fusion=lambda tiles, reference, scale_only: seen.append(reference.shape) or torch.zeros_like(tiles),
+    )
+    assert seen and depth.abs().max() == 0  # the callable's tiles are what was blended
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        tiled_predict(image, LowResStandIn((200, 300)), tile=84, fusion="smooth")
+    with pytest.raises(ValueError, match="curve must be 1, 2 or 3"):
+        Fusion(curve=5)
 
 
 # --------------------------------------------------------------------------------------------- grid and weights
@@ -337,6 +427,14 @@ def test_infer_rejects_bad_tiling_options(v2_vits):
         v2_vits.infer(image, input_size=56, tiled=True, tile=60)
     with pytest.raises(ValueError, match="overlap must be"):
         v2_vits.infer(image, input_size=56, tiled=True, tile=56, overlap=56)
+
+
+def test_infer_tiled_serves_v1_through_the_same_stages(tmp_path):
+    model = DepthAnything.from_pretrained(write_checkpoint(tmp_path / "depth_anything_vits14.pth", seed=2), device="cpu")
+    image = torch.rand(1, 100, 130, 3, generator=torch.Generator().manual_seed(3))
+    depth = model.infer(image, input_size=56, tiled=True, tile=70)
+    assert depth.shape == (1, 100, 130) and torch.isfinite(depth).all()
+    assert not torch.allclose(depth, model.infer(image, input_size=56))
 
 
 def test_infer_tiled_metric_model_gives_positive_metres(tmp_path):

@@ -56,7 +56,7 @@ def list_models() -> list[KnownModel]:
     """The officially released checkpoints `from_pretrained` accepts by name, with their source and licence.
 
     >>> [m.name for m in list_models()][:2]
-    ['depth_anything_vits14', 'depth_anything_vitb14']
+    ['depth_anything_3_mono_large', 'depth_anything_3_metric_large']
     """
     return list(known_models().values())
 

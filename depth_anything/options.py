@@ -58,6 +58,15 @@ HELP = {
     "invert": "Near = black instead of white, for ControlNets trained far = white.",
     "gamma": "Applied after normalisation: above 1 darkens the far range, below 1 lifts it.",
     "batch_size": "Images (or tiles) sent through the network at once; lower it when memory runs out.",
+    "focal_px": (
+        "The camera's focal length in pixels of the input image, for Depth Anything 3 metric (its metres scale with "
+        "it; other models ignore it). 0 / unset: from the photo's EXIF when it has one, else a 26 mm-equivalent "
+        "lens (a phone's main camera), and the metres are approximate."
+    ),
+    "resize_method": (
+        "Depth Anything 3 only: upper_bound scales the longest side to the input size (the release's default); "
+        "lower_bound the shortest side, for more detail on wide or tall images at more cost."
+    ),
     "format": (
         "side-by-side: image | 50 px gap | depth (as the official run.py); png8: depth only; png16: 16-bit "
         "grayscale depth (65536 levels, for ControlNet training); npy: raw float32 depth (the model's own "
@@ -168,6 +177,15 @@ def batch_size_problem(value) -> str | None:
 def gamma_problem(value) -> str | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         return f"gamma must be a positive number (1 leaves the map unchanged), got {value!r}."
+    return None
+
+
+def focal_px_problem(value) -> str | None:
+    """Why `value` cannot be a focal length in pixels (None = unknown), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        return f"focal_px must be a positive number of pixels (the focal length in image pixels), got {value!r}."
     return None
 
 

@@ -109,3 +109,34 @@ class Preprocessing:
     def __call__(self, batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """float (N, 3, H, W) in [0, 1] -> the network input (N, 3, *size), float32 on the batch's device."""
         return normalize_for_model(batch, size, self.mean, self.std)
+
+
+def area_weights(source: int, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, weights), each (target, taps): output pixel i is the mean of the source pixels its span covers,
+    each weighted by the part it covers (OpenCV's INTER_AREA when shrinking)."""
+    scale = source / target
+    taps = math.ceil(scale) + 1
+    start = torch.arange(target, dtype=torch.float64) * scale  # output pixel i covers [start, start + scale)
+    first = start.floor()
+    indices = first[:, None] + torch.arange(taps, dtype=torch.float64)
+    covered = (torch.minimum(indices + 1, start[:, None] + scale) - torch.maximum(indices, start[:, None])).clamp_min(0)
+    return indices.clamp_max(source - 1).long(), (covered / scale).float()
+
+
+def area_resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, C, H, W) shrunk to `size` by pixel-area averaging (exact coverage, as OpenCV's INTER_AREA), one axis at
+    a time, each output pixel summing only the few source pixels it covers."""
+    for axis, target in ((-1, size[1]), (-2, size[0])):
+        source = batch.shape[axis]
+        if source == target:
+            continue
+        if target > source:
+            raise ValueError(f"area_resize only shrinks; got {source} -> {target} pixels.")
+        indices, weights = (t.to(batch.device) for t in area_weights(source, target))
+        weights = weights.to(batch.dtype)
+        moved = batch.movedim(axis, -1)
+        out = moved[..., indices[:, 0]] * weights[:, 0]
+        for tap in range(1, indices.shape[1]):
+            out += moved[..., indices[:, tap]] * weights[:, tap]
+        batch = out.movedim(-1, axis)
+    return batch

@@ -24,6 +24,7 @@ MAX_INPUT_SIZE = 4088  # largest input_size offered; beyond it tiling sees more 
 MAX_SIZE_FACTOR = 3  # default cap on the longest processed side, in multiples of input_size
 
 TILING_MODES = ("off", "auto", "on")
+RESIZE_METHODS = ("upper_bound", "lower_bound")  # Depth Anything 3's two pre-processing rules
 DEFAULT_TILING = "off"
 TILE_SPAN = 5  # a default tile spans at least 1/TILE_SPAN of the short side
 OVERLAP_FRACTION = 4  # default overlap: a quarter of the tile
@@ -36,7 +37,8 @@ BATCH_SIZE = 4  # images (or tiles at model resolution) per forward pass on the 
 HELP = {
     "input_size": (
         f"Short side (pixels, a multiple of {PATCH}) the network sees; {DEFAULT_INPUT_SIZE} is what v1 and v2 were "
-        "trained at. Larger sees finer detail and costs time and memory; the output keeps the input's own size."
+        "trained at. Larger sees finer detail and costs time and memory; the output keeps the input's own size. "
+        "Depth Anything 3 takes it as the longest side (see resize_method); it was trained at 504."
     ),
     "max_size": (
         f"Cap on the longest side the network sees (default {MAX_SIZE_FACTOR} x the input size), so thin panoramas "

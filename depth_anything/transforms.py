@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +100,13 @@ class Preprocessing:
     input_size: int = DEFAULT_INPUT_SIZE
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    methods: ClassVar[tuple[str, ...]] = ()  # resize methods `with_method` offers (v1 / v2 have one rule)
+
+    def with_method(self, method: str | None) -> "Preprocessing":
+        """This rule with another of its resize methods (`methods`); None keeps it."""
+        if method is None:
+            return self
+        raise ValueError(f"This family's pre-processing has no resize method {method!r}; it has one rule.")
 
     def net_size(
         self, height: int, width: int, input_size: int | None = None, max_size: int | None = None

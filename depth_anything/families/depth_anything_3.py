@@ -29,6 +29,7 @@ import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -41,13 +42,12 @@ from ..dinov2 import DinoV2Encoder, RopeBlock, RotaryEmbedding2D
 from ..dpt import DPTHead, FeatureFusionBlock, output_branch
 from ..images import equivalent_focal_px
 from ..model import DepthModel
-from ..options import MAX_SIZE_FACTOR, PATCH
+from ..options import MAX_SIZE_FACTOR, PATCH, RESIZE_METHODS
 from ..pipeline import NetworkBatch
 from ..transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, area_resize
 from . import ModelFamily, get_family, register_family
 
 PROCESS_RES = 504  # the release's process_res: the longest side the network sees
-RESIZE_METHODS = ("upper_bound", "lower_bound")
 SKY_THRESHOLD = 0.3  # the release's rule: a pixel is sky where the sky head says at least this
 SKY_QUANTILE = 0.99  # sky depth := this quantile of the other pixels' depth
 METRIC_FOCAL = 300.0  # DA3 metric predicts depth x 300 / focal length (pixels at the network's resolution)
@@ -91,6 +91,7 @@ class DA3Preprocessing(Preprocessing):
     method: str = "upper_bound"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    methods: ClassVar[tuple[str, ...]] = RESIZE_METHODS
 
     def __post_init__(self):
         if self.method not in RESIZE_METHODS:
@@ -471,6 +472,7 @@ class DA3Family(ModelFamily):
         self.name = name
         self.description = description
         self.output_kind = output_kind
+        self.uses_focal_length = output_kind == "metric_depth"
         self.name_pattern = name_pattern
         self.model_names = model_names
         self.layout = layout
@@ -517,7 +519,10 @@ class DA3Family(ModelFamily):
 
 
 def _repack(name: str, family: str, encoder: str) -> KnownModel:
-    return KnownModel(name, family, encoder, REPACK, f"geometry_estimation/{name}.safetensors", "Apache-2.0")
+    return KnownModel(
+        name, family, encoder, REPACK, f"geometry_estimation/{name}.safetensors", "Apache-2.0",
+        comfyui_folder="geometry_estimation",  # where ComfyUI core's Depth Anything 3 nodes load it from
+    )
 
 
 # Names: "da3" / "depth_anything_3" followed by the variant, in the spellings of the release (DA3MONO-LARGE,

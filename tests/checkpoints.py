@@ -187,7 +187,7 @@ def random_da3_state_dict(variant: str = "small", seed: int = 0, shapes: dict | 
     shapes = da3_shapes(variant) if shapes is None else shapes
     state = {key: random_da3_tensor(key, shape, gen).contiguous() for key, shape in shapes.items()}
     if "head.scratch.sky_output_conv2.2.bias" in state:
-        state["head.scratch.sky_output_conv2.2.bias"] = torch.tensor([0.25])
+        state["head.scratch.sky_output_conv2.2.bias"] = torch.tensor([-2.0])  # random heads lean to "sky"
     return state
 
 

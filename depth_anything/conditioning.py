@@ -322,7 +322,8 @@ def condition(
         boxes = [crop_box(*m.shape, *target) for m, target in zip(maps, targets)]
         maps = [m[top : top + h, left : left + w] for m, (top, left, h, w) in zip(maps, boxes)]
         far = [None if f is None else f[top : top + h, left : left + w] for f, (top, left, h, w) in zip(far, boxes)]
-    values = [near_bright(m, kind) if f is None else near_bright(m, kind).masked_fill(f, torch.nan) for m, f in zip(maps, far)]
+    values = [near_bright(m, kind) for m in maps]
+    values = [v if f is None else v.masked_fill(f, torch.nan) for v, f in zip(values, far)]
     out = []
     for v, (low, high), (height, width) in zip(values, _ranges(values, normalize, percentiles, value_range), targets):
         unit = _unit(v, low, high)
@@ -347,8 +348,8 @@ def far_masks(far_mask: DepthInput | None, maps: list[torch.Tensor]) -> list[tor
     masks, _ = depth_maps(as_numbers(far_mask))
     if len(masks) != len(maps) or any(f.shape != m.shape for f, m in zip(masks, maps)):
         raise ValueError(
-            f"far_mask holds maps of sizes {[tuple(f.shape) for f in masks]}, the depth {[tuple(m.shape) for m in maps]}: "
-            "give one mask per depth map, of its size."
+            f"far_mask holds maps of sizes {[tuple(f.shape) for f in masks]}, the depth "
+            f"{[tuple(m.shape) for m in maps]}: give one mask per depth map, of its size."
         )
     return [f > 0.5 for f in masks]
 

@@ -121,7 +121,9 @@ def write_checkpoint(path: str | Path, encoder: str = "vits", seed: int = 0, dty
 
 # variant: (encoder, any-view). Mono and metric share one network; any-view models add qk-norm from block 4, a
 # camera token, doubled head input tokens with a LayerNorm, two output channels (depth, confidence), no sky head.
-DA3_VARIANTS = {"mono_large": ("vitl", False), "metric_large": ("vitl", False), "small": ("vits", True), "base": ("vitb", True)}
+DA3_VARIANTS = {
+    "mono_large": ("vitl", False), "metric_large": ("vitl", False), "small": ("vits", True), "base": ("vitb", True),
+}
 DA3_HEADS = {"vits": 6, "vitb": 12, "vitl": 16}
 
 

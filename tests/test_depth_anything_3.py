@@ -136,7 +136,8 @@ def test_preprocessing_matches_the_release(method):
             warnings.simplefilter("ignore")
             expected, _, _ = processor([image], process_res=504, process_res_method=f"{method}_resize", num_workers=1)
         expected = expected[0]
-        ours = rule(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255, rule.net_size(height, width, max_size=10**5))[0]
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        ours = rule(pixels, rule.net_size(height, width, max_size=10**5))[0]
         assert ours.shape == expected.shape, (method, height, width)
         levels = (ours - expected).abs() * torch.tensor(rule.std).view(3, 1, 1) * 255
         # OpenCV resizes 8-bit images in fixed point; a level apart here and there is all that differs
@@ -204,7 +205,8 @@ def layout_state(kind: str) -> dict[str, torch.Tensor]:
     if kind == "sky":
         return head | {"backbone.pretrained.cls_token": torch.zeros(1, 1, 1024)}
     width = {"large": 1024, "giant": 1536}[kind]
-    return head | {"backbone.pretrained.cls_token": torch.zeros(1, 1, width), "backbone.pretrained.camera_token": torch.zeros(1, 2, width)}
+    backbone = {"cls_token": torch.zeros(1, 1, width), "camera_token": torch.zeros(1, 2, width)}
+    return head | {f"backbone.pretrained.{k}": v for k, v in backbone.items()}
 
 
 def test_mono_and_metric_need_their_names_or_config(tmp_path):
@@ -413,6 +415,6 @@ def test_detector_makes_control_images_with_sky_black(mono):
     # the detector restores straight at the control image's size, so the maps differ by resampling only
     assert np.abs(control[0, ..., 0] - expected).mean() < 0.03
     # sky, away from its edges (where the two resamplings may disagree on the 0.3 threshold), is black
-    clear = -torch.nn.functional.max_pool2d(-torch.nn.functional.interpolate(sky[None], size=(64, 88), mode="area"), 5, 1, 2)
-    inside_sky = clear[0, 0].numpy() == 1.0
+    at_control_size = torch.nn.functional.interpolate(sky[None], size=(64, 88), mode="area")
+    inside_sky = (-torch.nn.functional.max_pool2d(-at_control_size, 5, 1, 2))[0, 0].numpy() == 1.0
     assert inside_sky.any() and control[0, ..., 0][inside_sky].max() == 0.0

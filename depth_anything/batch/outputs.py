@@ -88,7 +88,9 @@ class QuantizedDepth:
     high: float
 
     @classmethod
-    def from_depth(cls, depth: torch.Tensor, kind: str = "disparity", far_mask: torch.Tensor | None = None) -> "QuantizedDepth":
+    def from_depth(
+        cls, depth: torch.Tensor, kind: str = "disparity", far_mask: torch.Tensor | None = None
+    ) -> "QuantizedDepth":
         values = near_bright(depth, kind)
         if far_mask is not None:
             values = values.masked_fill(far_mask > 0.5, torch.nan)

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..conditioning import DepthRange
 from ..files import remove_stale_partials, write_atomic

@@ -194,7 +194,7 @@ def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarra
         yield batch
 
 
-def _depths(model, frames: Iterable[np.ndarray], settings: InferenceSettings) -> Iterator[tuple[np.ndarray, "object", "object"]]:
+def _depths(model, frames: Iterable[np.ndarray], settings: InferenceSettings) -> Iterator[tuple]:
     """(frame, depth, sky mask or None) triples, frames decoded in the background and run through the model in
     batches."""
     for batch in _batches(_background(frames, 2 * settings.batch_size), settings.batch_size):

@@ -181,7 +181,7 @@ class DA3Config:
 
 
 MONO_LARGE = DA3Config("vitl", (4, 11, 17, 23), any_view=False)
-ANY_VIEW = {"vits": DA3Config("vits", (5, 7, 9, 11), any_view=True), "vitb": DA3Config("vitb", (5, 7, 9, 11), any_view=True)}
+ANY_VIEW = {encoder: DA3Config(encoder, (5, 7, 9, 11), any_view=True) for encoder in ("vits", "vitb")}
 
 
 class AnyViewEncoder(DinoV2Encoder):
@@ -234,8 +234,11 @@ def uv_position_embedding(height: int, width: int, channels: int, aspect: float,
     ratio spanning the unit diagonal, scaled by 0.1: what the any-view head adds to its feature maps."""
     diagonal = math.hypot(aspect, 1.0)
     span_x, span_y = aspect / diagonal, 1.0 / diagonal
-    xs = torch.linspace(-span_x * (width - 1) / width, span_x * (width - 1) / width, width, dtype=dtype, device=device)
-    ys = torch.linspace(-span_y * (height - 1) / height, span_y * (height - 1) / height, height, dtype=dtype, device=device)
+    # pixel centres span (1 - 1/n) of the plane's extent on each axis
+    xs, ys = (
+        torch.linspace(-span * (n - 1) / n, span * (n - 1) / n, n, dtype=dtype, device=device)
+        for span, n in ((span_x, width), (span_y, height))
+    )
     quarter = channels // 4
     omega = 1.0 / 100.0 ** (torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
     grid_x, grid_y = (g.reshape(-1) for g in torch.meshgrid(xs, ys, indexing="xy"))
@@ -295,7 +298,7 @@ class DepthAnything3(DepthModel):
     Example:
         >>> model = DepthModel.from_pretrained("depth_anything_3_mono_large")  # doctest: +SKIP
         >>> depth, sky = model.infer("photo.jpg", return_sky=True)  # (1, H, W) each  # doctest: +SKIP
-        >>> control = condition(depth, kind=model.output_kind, far_mask=sky)  # near = white, sky black  # doctest: +SKIP
+        >>> control = condition(depth, kind=model.output_kind, far_mask=sky)  # sky black  # doctest: +SKIP
         >>> metric = DepthModel.from_pretrained("depth_anything_3_metric_large")  # doctest: +SKIP
         >>> metres = metric.infer(photo, focal_px=1450.0)  # doctest: +SKIP
     """
@@ -400,7 +403,15 @@ def metric_scales(batch: NetworkBatch | torch.Tensor, net_size) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------- checkpoints
 
 _PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")  # HF export / ComfyUI save wrappers
+_COMFYUI_EXTRAS = re.compile(
+    r"^backbone\.embeddings\.(camera_token)$|^backbone\.encoder\.layer\.(\d+)\.attention\.(?:attention\.)?([qk]_norm)\."
+)
 _UNUSED = re.compile(r"^(cam_enc|cam_dec)\.|^head\.scratch\.(refinenet\d_aux|output_conv[12]_aux)\.")
+
+
+def _own_extra(match: re.Match) -> str:
+    camera, layer, norm = match.groups()
+    return "pretrained.camera_token" if camera else f"pretrained.blocks.{layer}.attn.{norm}."
 
 
 def unwrap(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -432,11 +443,7 @@ def to_own_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if da3_layout(state) == "comfyui":
         # ComfyUI's DINOv2 uses the transformers names; camera token and qk-norm are DA3's own additions.
         state = hf_format.from_transformers_state(state)
-        state = {
-            re.sub(r"^backbone\.embeddings\.camera_token$", "pretrained.camera_token",
-                   re.sub(r"^backbone\.encoder\.layer\.(\d+)\.attention\.(?:attention\.)?([qk]_norm)\.", r"pretrained.blocks.\1.attn.\2.", k)): v
-            for k, v in state.items()
-        }  # fmt: skip
+        state = {_COMFYUI_EXTRAS.sub(_own_extra, k): v for k, v in state.items()}
     else:
         state = {k.removeprefix("backbone."): v for k, v in state.items()}
     return {k: v for k, v in state.items() if not _UNUSED.match(k)}
@@ -455,7 +462,10 @@ def config_from_state(state: dict[str, torch.Tensor], path) -> DA3Config:
         return ANY_VIEW[encoder.name]
     if not any_view and encoder.name == "vitl":
         return MONO_LARGE
-    variant = {"vitl": "DA3-Large", "vitg": "DA3-Giant"}.get(encoder.name, f"an any-view {encoder.name}") if any_view else f"a {encoder.name} mono / metric model"
+    if any_view:
+        variant = {"vitl": "DA3-Large", "vitg": "DA3-Giant"}.get(encoder.name, f"an any-view {encoder.name}")
+    else:
+        variant = f"a {encoder.name} mono / metric model"
     raise CheckpointError(
         f"{path}: is {variant}, a Depth Anything 3 variant not supported yet. Supported: DA3MONO-LARGE, "
         "DA3METRIC-LARGE, DA3-SMALL and DA3-BASE (Apache-2.0), e.g. depth_anything_3_mono_large."
@@ -467,8 +477,10 @@ class DA3Family(ModelFamily):
 
     preprocessing = DA3Preprocessing()
 
-    def __init__(self, name: str, description: str, *, output_kind: str, name_pattern: str, model_names: tuple[str, ...],
-                 layout: str, known_models: tuple[KnownModel, ...] = (), aliases: tuple[str, ...] = ()):  # fmt: skip
+    def __init__(
+        self, name: str, description: str, *, output_kind: str, name_pattern: str, model_names: tuple[str, ...],
+        layout: str, known_models: tuple[KnownModel, ...] = (), aliases: tuple[str, ...] = (),
+    ):
         self.name = name
         self.description = description
         self.output_kind = output_kind
@@ -504,7 +516,8 @@ class DA3Family(ModelFamily):
             )
         if da3_layout(raw) is None:
             raise CheckpointError(
-                f"{checkpoint.weights_file}: is not a Depth Anything 3 checkpoint (first keys: {', '.join(list(raw)[:3])})."
+                f"{checkpoint.weights_file}: is not a Depth Anything 3 checkpoint "
+                f"(first keys: {', '.join(list(raw)[:3])})."
             )
         state = to_own_names(raw)
         cfg = config_from_state(state, checkpoint.weights_file)

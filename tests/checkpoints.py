@@ -181,16 +181,24 @@ def random_da3_tensor(key: str, shape: tuple[int, ...], gen: torch.Generator) ->
     return torch.randn(shape, generator=gen) * (1.0 / fan_in) ** 0.5
 
 
-def random_da3_state_dict(variant: str = "small", seed: int = 0, shapes: dict | None = None) -> dict[str, torch.Tensor]:
+def random_da3_state_dict(
+    variant: str = "small", seed: int = 0, shapes: dict | None = None, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
     """Official-layout DA3 tensors (the depth path, or every tensor of `shapes`) with sensible activations: depth
     logits near 0 (depth = exp), and for mono / metric a sky probability that crosses the release's 0.3 threshold
-    in some places."""
+    in some places. Each tensor is cast to `dtype` as it is drawn (a large model never exists twice)."""
     gen = torch.Generator().manual_seed(seed)
     shapes = da3_shapes(variant) if shapes is None else shapes
-    state = {key: random_da3_tensor(key, shape, gen).contiguous() for key, shape in shapes.items()}
+    state = {key: random_da3_tensor(key, shape, gen).to(dtype).contiguous() for key, shape in shapes.items()}
     if "head.scratch.sky_output_conv2.2.bias" in state:
-        state["head.scratch.sky_output_conv2.2.bias"] = torch.tensor([-2.0])  # random heads lean to "sky"
+        state["head.scratch.sky_output_conv2.2.bias"] = torch.tensor([-2.0], dtype=dtype)  # random heads lean to "sky"
     return state
+
+
+def da3_mono_state(seed: int = 5) -> dict[str, torch.Tensor]:
+    """The DA3MONO-LARGE weights the tests share (conftest writes them as a file; the parity tests load them into
+    the release's network): seeded random, in fp16 as the file stores them."""
+    return random_da3_state_dict("mono_large", seed, dtype=torch.float16)
 
 
 def comfyui_da3_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

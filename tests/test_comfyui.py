@@ -480,7 +480,7 @@ def test_every_workflow_comes_in_both_formats():
     names = {p.stem for p in api_workflows()}
     assert names == {p.stem for p in ui_workflows()}
     assert {"depth_map", "sd15_depth_controlnet", "sdxl_depth_controlnet", "highres_tiled_depth",
-            "video_frames_depth"} <= names  # fmt: skip
+            "video_frames_depth", "da3_depth_map"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", api_workflows(), ids=lambda p: p.stem)

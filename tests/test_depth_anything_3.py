@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from checkpoints import comfyui_da3_names, random_da3_state_dict, write_da3_checkpoint
+from checkpoints import comfyui_da3_names, da3_mono_state, random_da3_state_dict, write_da3_checkpoint
 from depth_anything import CheckpointError, DepthModel, ModelNotAvailableError, condition, list_models, resolve_checkpoint
 from depth_anything.families.depth_anything_3 import (
     DEFAULT_FOCAL_35MM,
@@ -38,8 +38,8 @@ SIZES = [(98, 126), (70, 56)]  # network inputs (multiples of 14), landscape and
 
 
 def release_network(config: str, state: dict[str, torch.Tensor] | None = None, seed: int = 0):
-    """The release's DepthAnything3Net built from its config, with `state` or (None) every tensor seeded random as
-    tests/checkpoints.py makes them; returns (network, state)."""
+    """The release's DepthAnything3Net built from its config, with `state` (cast to its float32 as loaded) or
+    (None) every tensor seeded random as tests/checkpoints.py makes them; returns (network, state)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = official_cfg.create_object(official_cfg.load_config(MODEL_REGISTRY[config]))
@@ -49,25 +49,41 @@ def release_network(config: str, state: dict[str, torch.Tensor] | None = None, s
     return net.eval(), state
 
 
+def release_outputs(net, seed: int) -> dict:
+    """{network size: (pixels, the release's output)} for the sizes tested, from one network."""
+    outputs = {}
+    for size in SIZES:
+        pixels = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(seed + size[0]))
+        with torch.no_grad():
+            outputs[size] = pixels, net(pixels[:, None])
+    return outputs
+
+
 @pytest.fixture(scope="module")
-def released(tmp_path_factory, da3_mono_state, da3_mono_path):
-    """{variant: (the release's network, ours with the same weights)}: DA3MONO-LARGE from Comfy-Org's repack
-    layout, DA3METRIC-LARGE (the same network) and DA3-SMALL from Hub folders (model.safetensors under `model.`,
-    camera encoder / decoder and ray branch included, and the release's config.json)."""
-    folder = tmp_path_factory.mktemp("da3_hub")
-    mono_net, _ = release_network("da3mono-large", da3_mono_state)
+def released(tmp_path_factory, da3_mono_path):
+    """{variant: (the release's outputs by network size, ours with the same weights)}.
+
+    DA3MONO-LARGE from Comfy-Org's repack layout; DA3METRIC-LARGE, the same network (its weights shared, not
+    copied); DA3-SMALL from a Hub folder (model.safetensors under `model.` with the camera encoder / decoder and
+    ray branch, and the release's config.json). The release's networks are dropped once their outputs are in.
+    """
+    mono_net, _ = release_network("da3mono-large", da3_mono_state())
+    mono_outputs = release_outputs(mono_net, seed=0)
+    del mono_net
     small_net, small_state = release_network("da3-small", seed=1)
-    hub = folder / "DA3-SMALL"
+    small_outputs = release_outputs(small_net, seed=0)
+    hub = tmp_path_factory.mktemp("da3_hub") / "DA3-SMALL"
     write_da3_checkpoint(hub / "model.safetensors", state=small_state, layout="hf")
     (hub / "config.json").write_text(json.dumps({"model_name": "da3-small"}))
     mono = DepthModel.from_pretrained(da3_mono_path, device="cpu", dtype="fp32")
-    metric = DepthAnything3(mono.cfg, family="da3_metric")
-    metric.load_state_dict(mono.state_dict())
+    with torch.device("meta"):
+        metric = DepthAnything3(mono.cfg, family="da3_metric")
+    metric.load_state_dict(mono.state_dict(), assign=True)
     metric.checkpoint = mono.checkpoint
     return {
-        "mono_large": (mono_net, mono),
-        "metric_large": (mono_net, metric.eval()),
-        "small": (small_net, DepthModel.from_pretrained(hub, device="cpu", dtype="fp32")),
+        "mono_large": (mono_outputs, mono),
+        "metric_large": (mono_outputs, metric.eval()),
+        "small": (small_outputs, DepthModel.from_pretrained(hub, device="cpu", dtype="fp32")),
     }
 
 
@@ -78,17 +94,8 @@ def test_metric_and_mono_are_one_network_in_the_release():
     assert mono == metric  # so the metric model's network output is the mono network's, with its own weights
 
 
-_release_outputs: dict = {}
-
-
 def release_output(released, variant: str, size: tuple[int, int]):
-    """(pixels, the release's output) for a variant and network size, computed once."""
-    key = (released[variant][0], size)
-    if key not in _release_outputs:
-        pixels = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(size[0]))
-        with torch.no_grad():
-            _release_outputs[key] = pixels, released[variant][0](pixels[:, None])
-    return _release_outputs[key]
+    return released[variant][0][size]
 
 
 def max_relative(ours: torch.Tensor, theirs: torch.Tensor) -> float:

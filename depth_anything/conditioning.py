@@ -191,6 +191,37 @@ def _ranges(
     return [_percentile_bounds(v, percentiles) for v in values]
 
 
+def value_ranges(
+    depth: DepthInput,
+    *,
+    kind: str = "disparity",
+    normalize: str = "per_image",
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    value_range: DepthRange | tuple[float, float] | None = None,
+    far_mask: DepthInput | None = None,
+) -> list[DepthRange]:
+    """The near-bright range each map is mapped to [0, 1] over by `condition` with the same options (`far_mask`
+    pixels left out, as there).
+
+    Files that keep depth record it (`depth_anything.depth_files`), so that a 16-bit map can be read back as
+    values. Passing a map's range as `value_range` to `condition` gives exactly the map `normalize` gives.
+
+    >>> value_ranges(torch.tensor([[1.0, 4.0]]), kind="metric_depth")
+    [DepthRange(low=0.25, high=1.0)]
+    """
+    if normalize not in NORMALIZE_MODES:
+        raise ValueError(f"Unknown normalize {normalize!r}; use one of {', '.join(map(repr, NORMALIZE_MODES))}.")
+    maps, _ = depth_maps(depth)
+    values = near_bright_values(maps, kind, far_masks(far_mask, maps))
+    return [DepthRange(low, high) for low, high in _ranges(values, normalize, percentiles, value_range)]
+
+
+def near_bright_values(maps: list[torch.Tensor], kind: str, far: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    """Each map in near-bright units, its `far` pixels NaN: far whatever the network said, out of every range."""
+    values = [near_bright(m, kind) for m in maps]
+    return [v if f is None else v.masked_fill(f, torch.nan) for v, f in zip(values, far)]
+
+
 # ------------------------------------------------------------------------------------------ target sizes
 
 
@@ -322,8 +353,7 @@ def condition(
         boxes = [crop_box(*m.shape, *target) for m, target in zip(maps, targets)]
         maps = [m[top : top + h, left : left + w] for m, (top, left, h, w) in zip(maps, boxes)]
         far = [None if f is None else f[top : top + h, left : left + w] for f, (top, left, h, w) in zip(far, boxes)]
-    values = [near_bright(m, kind) for m in maps]
-    values = [v if f is None else v.masked_fill(f, torch.nan) for v, f in zip(values, far)]
+    values = near_bright_values(maps, kind, far)
     out = []
     for v, (low, high), (height, width) in zip(values, _ranges(values, normalize, percentiles, value_range), targets):
         unit = _unit(v, low, high)

@@ -57,7 +57,7 @@ def depth_nodes(
         Node(
             2,
             "DepthAnythingModelLoader",
-            {"model_name": model_name, "family": "auto", "precision": "auto", "device": "auto"},
+            {"model_name": model_name, "family": "auto", "precision": "auto", "device": "auto", "backend": "eager"},
             (x, 420),
         ),
         Node(
@@ -173,6 +173,45 @@ def da3_workflow() -> Workflow:
     )
 
 
+SD15 = dict(
+    checkpoint="v1-5-pruned-emaonly.safetensors",
+    controlnet="control_v11f1p_sd15_depth.pth",
+    width=512,
+    height=512,
+    steps=25,
+    cfg=7.0,
+    sampler="euler",
+    scheduler="normal",
+    strength=1.0,
+    prompt="a cozy reading room with a leather armchair, warm evening light, photograph",
+)  # the SD1.5 sampling settings of the workflows that generate with SD1.5
+SAVED_DEPTH_PREFIX = "depth_anything/saved_depth"
+
+
+def saved_depth_workflow() -> Workflow:
+    """Save depth as EXR, load it back with Load Depth and feed that to Apply ControlNet (SD1.5)."""
+    workflow = controlnet_workflow(
+        "saved_depth_controlnet",
+        **SD15,
+        note="Depth saved once, reused later: the EXR keeps the raw values and says what they are.\n\n1. Queue "
+        "once: Save Depth EXR writes output/depth_anything/saved_depth_00001_.exr (float32, with the model and "
+        "range in its header).\n2. Load Depth reads it back (pick any .exr, 16-bit .png or .npy; refresh to see "
+        "new files) and gives the same depth map to Apply ControlNet, with no depth model in this part of the "
+        "graph. Queue again.\nNeeds an SD1.5 checkpoint and control_v11f1p_sd15_depth.pth.",
+    )
+    nodes = {node.id: node for node in workflow.nodes}
+    nodes[4] = Node(
+        4,
+        "DepthAnythingSaveDepthEXR",
+        {"raw_depth": (3, 2), "filename_prefix": SAVED_DEPTH_PREFIX, "channel": "Y"},
+        (760, 0),
+    )
+    nodes[14] = Node(14, "DepthAnythingLoadDepth", {"depth_file": f"{SAVED_DEPTH_PREFIX}_00001_.exr [output]"},
+                     (380, 1300))  # fmt: skip
+    nodes[9].inputs["image"] = (14, 0)  # the hint comes from the file, not from the estimate
+    return Workflow(workflow.name, list(nodes.values()))
+
+
 def all_workflows() -> list[Workflow]:
     return [
         da3_workflow(),
@@ -193,16 +232,7 @@ def all_workflows() -> list[Workflow]:
         ),
         controlnet_workflow(
             "sd15_depth_controlnet",
-            checkpoint="v1-5-pruned-emaonly.safetensors",
-            controlnet="control_v11f1p_sd15_depth.pth",
-            width=512,
-            height=512,
-            steps=25,
-            cfg=7.0,
-            sampler="euler",
-            scheduler="normal",
-            strength=1.0,
-            prompt="a cozy reading room with a leather armchair, warm evening light, photograph",
+            **SD15,
             note="SD1.5 generation that follows the depth of your image.\n\nNeeds an SD1.5 checkpoint in "
             "models/checkpoints and control_v11f1p_sd15_depth.pth (lllyasviel/ControlNet-v1-1) in "
             "models/controlnet.\nThe depth hint is centre-cropped to the latent's aspect ratio: set width and "
@@ -274,6 +304,7 @@ def all_workflows() -> list[Workflow]:
                 ),
             ],
         ),
+        saved_depth_workflow(),
     ]
 
 

@@ -1,5 +1,8 @@
 import ctypes
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,23 @@ def return_freed_tensors_to_the_system() -> None:
 
 
 return_freed_tensors_to_the_system()
+
+_CACHE = None
+
+
+def pytest_configure(config):
+    # Known-model downloads and the backends' compiled files go to a folder of this run, never the user's cache;
+    # subprocesses (the command line, the ComfyUI server) inherit it.
+    global _CACHE
+    if "DEPTH_ANYTHING_CACHE" not in os.environ:
+        _CACHE = tempfile.mkdtemp(prefix="depth_anything_test_cache_")
+        os.environ["DEPTH_ANYTHING_CACHE"] = _CACHE
+
+
+def pytest_unconfigure(config):
+    if _CACHE is not None:
+        os.environ.pop("DEPTH_ANYTHING_CACHE", None)
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

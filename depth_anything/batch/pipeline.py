@@ -64,11 +64,14 @@ class ModelSpec:
     family: str | None = None
     device: str | None = None
     dtype: str | None = None
+    backend: str = "eager"
 
     def load(self):
         from ..model import DepthModel
 
-        return DepthModel.from_pretrained(self.checkpoint, family=self.family, device=self.device, dtype=self.dtype)
+        return DepthModel.from_pretrained(
+            self.checkpoint, family=self.family, device=self.device, dtype=self.dtype, backend=self.backend
+        )
 
 
 @dataclass(frozen=True)
@@ -298,7 +301,9 @@ class ImageJob:
     def _write_output(self, task: Task, loaded: _Loaded, prediction: Maps) -> None:
         image = preview_rgb(loaded.array) if self.options.needs_image else None
         depth, sky = self._maps(loaded, prediction)
-        save(task.output, output_array(depth, image, self.options, far_mask=sky))
+        own = self.options.own_range(depth, far_mask=sky)
+        output = output_array(depth, image, self.options, own, far_mask=sky)
+        save(task.output, output, self.options.metadata(depth.shape, own))
 
     def _write_store(self, task: Task, loaded: _Loaded, prediction: Maps) -> None:
         depth, sky = self._maps(loaded, prediction)
@@ -326,7 +331,8 @@ def render_stored(
 
     def finish(task: Task, payload, _result) -> None:
         stored, image = payload
-        save(task.output, render(shared.unit(stored.values(), value_range), image, options))
+        picture = render(shared.unit(stored.values(), value_range), image, options)
+        save(task.output, picture, options.metadata(stored.levels.shape, value_range))  # the shared range
 
     return run_tasks(tasks, load, None, finish, batch_size=8, on_outcome=on_outcome)
 

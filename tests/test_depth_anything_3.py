@@ -425,3 +425,26 @@ def test_detector_makes_control_images_with_sky_black(mono):
     at_control_size = torch.nn.functional.interpolate(sky[None], size=(64, 88), mode="area")
     inside_sky = (-torch.nn.functional.max_pool2d(-at_control_size, 5, 1, 2))[0, 0].numpy() == 1.0
     assert inside_sky.any() and control[0, ..., 0][inside_sky].max() == 0.0
+
+
+def test_onnx_backend_equals_eager_for_any_view_and_sky_networks(small_state, tmp_path):
+    from depth_anything.backends import EXACT_TOLERANCE
+    from depth_anything.families.depth_anything_3 import DA3Config
+
+    small = write_da3_checkpoint(tmp_path / "depth_anything_3_small.safetensors", state=small_state)
+    any_view = DepthModel.from_pretrained(small, device="cpu", dtype="fp32")
+    torch.manual_seed(0)  # DA3-Large's network (plain DINOv2, the sky head) on a ViT-S: a fast export
+    sky_head = DepthAnything3(DA3Config("vits", (2, 5, 8, 11), any_view=False), family="da3_mono").eval()
+    images = [scene(42, 56), scene(56, 42, seed=1)]  # landscape and portrait: one dynamic file for both
+    for model in (any_view, sky_head):
+        expected = model.infer(images, input_size=SIZE, return_sky=model.has_sky)
+        model.use_backend("onnx")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # the file runs every shape: no eager fallback
+            got = model.infer(images, input_size=SIZE, return_sky=model.has_sky)
+        depth, want = (got[0], expected[0]) if model.has_sky else (got, expected)
+        for have, reference in zip(depth, want):
+            assert have.shape == reference.shape
+            assert float((have - reference).abs().max() / reference.abs().max()) < EXACT_TOLERANCE
+        if model.has_sky:
+            assert all(torch.equal(a, b) for a, b in zip(got[1], expected[1]))

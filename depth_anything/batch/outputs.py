@@ -116,8 +116,8 @@ class QuantizedDepth:
         if far_mask is not None:
             values = values.masked_fill(far_mask > 0.5, torch.nan)
         own = DepthRange().update(values)
-        levels = 1 + quantize(condition(values, value_range=own), 16).astype(np.float64) * (65534 / 65535)
-        levels = np.where(np.isfinite(values.numpy()), np.round(levels), 0).astype(np.uint16)
+        unit = condition(values, value_range=own).double().numpy()  # one rounding, straight to levels 1-65535
+        levels = np.where(np.isfinite(values.numpy()), 1 + np.round(unit * 65534), 0).astype(np.uint16)
         return cls(levels, own.low, own.high)
 
     @property

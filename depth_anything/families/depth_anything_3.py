@@ -24,7 +24,6 @@ ComfyUI core loads from `models/geometry_estimation` (backbone in ComfyUI's DINO
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from collections.abc import Iterable
@@ -204,7 +203,9 @@ class AnyViewEncoder(DinoV2Encoder):
     def rope_tables(self, patch_h: int, patch_w: int, device, dtype):
         """(local, global) rotary tables: the class token at (0, 0), patches at (row + 1, column + 1) within the
         view, or all at (1, 1) across views."""
-        grid = torch.cartesian_prod(torch.arange(patch_h, device=device), torch.arange(patch_w, device=device)) + 1
+        rows, cols = torch.meshgrid(torch.arange(patch_h, device=device), torch.arange(patch_w, device=device),
+                                    indexing="ij")  # fmt: skip - not cartesian_prod: ONNX has no such operator
+        grid = torch.stack([rows.reshape(-1), cols.reshape(-1)], dim=-1) + 1
         special = torch.zeros(1, 2, dtype=grid.dtype, device=device)
         local = torch.cat([special, grid])
         across = torch.cat([special, torch.ones_like(grid)])
@@ -229,15 +230,17 @@ class AnyViewEncoder(DinoV2Encoder):
         return outputs
 
 
-def uv_position_embedding(height: int, width: int, channels: int, aspect: float, dtype, device) -> torch.Tensor:
+def uv_position_embedding(height, width, channels: int, dtype, device) -> torch.Tensor:
     """(1, channels, height, width) sine / cosine encoding of each pixel's (x, y) on a plane of the image's aspect
-    ratio spanning the unit diagonal, scaled by 0.1: what the any-view head adds to its feature maps."""
-    diagonal = math.hypot(aspect, 1.0)
-    span_x, span_y = aspect / diagonal, 1.0 / diagonal
-    # pixel centres span (1 - 1/n) of the plane's extent on each axis
+    ratio spanning the unit diagonal, scaled by 0.1: what the any-view head adds to its feature maps.
+
+    In tensor operations throughout, so that an exported graph keeps `height` and `width` as its input's sizes.
+    """
+    sizes = [torch.as_tensor(n, device=device).float() for n in (width, height)]
+    diagonal = torch.sqrt(sizes[0] * sizes[0] + sizes[1] * sizes[1])
+    # pixel centres span (1 - 1/n) of the plane's extent (n / diagonal) on each axis: (2i + 1 - n) / diagonal
     xs, ys = (
-        torch.linspace(-span * (n - 1) / n, span * (n - 1) / n, n, dtype=dtype, device=device)
-        for span, n in ((span_x, width), (span_y, height))
+        (2 * torch.arange(n, device=device).float() + 1 - size) / diagonal for n, size in zip((width, height), sizes)
     )
     quarter = channels // 4
     omega = 1.0 / 100.0 ** (torch.arange(quarter, dtype=torch.float32, device=device) / quarter)
@@ -276,7 +279,7 @@ class DA3Head(DPTHead):
         x = rearrange(self.norm(tokens), "b (h w) c -> b c h w", h=patch_h, w=patch_w)
         x = self.projects[index](x)
         if self.any_view:
-            x = x + uv_position_embedding(patch_h, patch_w, x.shape[1], patch_w / patch_h, x.dtype, x.device)
+            x = x + uv_position_embedding(patch_h, patch_w, x.shape[1], x.dtype, x.device)
         return self.resize_layers[index](x)
 
     def forward(self, tokens: list[torch.Tensor], patch_h: int, patch_w: int) -> torch.Tensor:
@@ -285,7 +288,7 @@ class DA3Head(DPTHead):
         height, width = patch_h * PATCH, patch_w * PATCH
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=True)
         if self.any_view:
-            x = x + uv_position_embedding(height, width, x.shape[1], width / height, x.dtype, x.device)
+            x = x + uv_position_embedding(height, width, x.shape[1], x.dtype, x.device)
         depth = torch.exp(self.scratch.output_conv2(x)[:, :1])
         if not self.has_sky:
             return depth

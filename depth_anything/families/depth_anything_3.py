@@ -328,6 +328,11 @@ class DepthAnything3(DepthModel):
     def has_sky(self) -> bool:
         return self.head.has_sky
 
+    @property
+    def output_channels(self) -> tuple[str, ...]:
+        """What `forward`'s channels hold (an exported file says so)."""
+        return ("raw depth", "sky probability") if self.has_sky else ("raw depth",)
+
     def extra_repr(self) -> str:
         return f"encoder={self.encoder}, family={self.family.name}, source={self.source}"
 

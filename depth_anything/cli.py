@@ -32,8 +32,10 @@ from .options import (
     DEFAULT_INPUT_SIZE,
     HELP,
     RAW_FORMATS,
+    RESIZE_METHODS,
     TILING_MODES,
     batch_size_problem,
+    focal_px_problem,
     gamma_problem,
     input_size_problem,
     max_size_problem,
@@ -79,7 +81,7 @@ class UsageError(ValueError):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="depth-anything",
-        description="Depth maps with Depth Anything v1 / v2 / v2-metric from images, folders, lists, globs and "
+        description="Depth maps with Depth Anything v1 / v2 / v2-metric / 3 from images, folders, lists, globs and "
         "videos. Flags of the official run.py / run_video.py work unchanged.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -135,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--tile", type=int, metavar="N", help=f"With --tiled: {HELP['tile']} E.g. --tile 1036")
     model.add_argument("--overlap", type=int, metavar="N", help=f"With --tiled: {HELP['overlap']} E.g. --overlap 256")
+    model.add_argument(
+        "--focal-px", type=float, metavar="F",
+        help=f"{HELP['focal_px']} One value for every input (default: each photo's EXIF). E.g. --focal-px 1450",
+    )
+    model.add_argument(
+        "--resize-method", choices=RESIZE_METHODS,
+        help=f"{HELP['resize_method']} Default upper_bound. E.g. --resize-method lower_bound",
+    )
 
     look = parser.add_argument_group("output format")
     look.add_argument(
@@ -222,6 +232,7 @@ def _check_options(args) -> None:
         batch_size_problem(args.batch_size),
         gamma_problem(args.gamma),
         tile_problem(args.tile, args.overlap),
+        focal_px_problem(args.focal_px),
     ):
         if problem is not None:
             raise UsageError(problem)
@@ -251,7 +262,24 @@ def _image_format(args) -> str:
 
 
 def _inference_settings(args) -> InferenceSettings:
-    return InferenceSettings(args.input_size, args.max_size, args.batch_size, args.tiled, args.tile, args.overlap)
+    return InferenceSettings(
+        args.input_size, args.max_size, args.batch_size, args.tiled, args.tile, args.overlap, args.focal_px,
+        args.resize_method,
+    )
+
+
+def _check_family_options(args, family) -> None:
+    """Options that only some families take, checked once the family is known."""
+    if args.focal_px is not None and not family.uses_focal_length:
+        raise UsageError(
+            f"--focal-px scales the metres of Depth Anything 3 metric; {family.name} ({family.description}) does not "
+            "take a focal length. Drop --focal-px."
+        )
+    if args.resize_method is not None and args.resize_method not in family.preprocessing.methods:
+        raise UsageError(
+            f"--resize-method chooses Depth Anything 3's pre-processing; {family.name} has one rule. Drop "
+            "--resize-method."
+        )
 
 
 # -------------------------------------------------------------------------------------------------- report
@@ -411,6 +439,7 @@ def _run(args) -> int:
         return EXIT_FAILED
 
     spec = _model_spec(args)
+    _check_family_options(args, get_family(spec.family))
     engine, family, encoder = _make_engine(args, spec, settings)
     try:
         official_colormap = "inferno" if family.name == "v1" else "Spectral_r"
@@ -428,7 +457,8 @@ def _run(args) -> int:
                                       colormap, args.normalize or "batch", **look)
         model_record = dict(checkpoint=Path(spec.checkpoint).name, family=family.name, encoder=encoder,
                             input_size=input_size, max_size=settings.max_size, tiled=settings.tiled,
-                            tile=settings.tile, overlap=settings.overlap)
+                            tile=settings.tile, overlap=settings.overlap, focal_px=settings.focal_px,
+                            resize_method=settings.resize_method)
         kinds = {}
         if images.sources:
             kinds["images"] = {**image_options.settings(), **model_record}

@@ -10,7 +10,8 @@
 4. invert (from the ControlNet's convention unless given), then gamma;
 5. resize to the target (antialiased), and optionally quantise to 8 or 16 bits.
 
-Pixels that are not finite (NaN, inf) never move the range; they come out as far (0, or 1 when inverted).
+Pixels that are not finite (NaN, inf) never move the range; they come out as far (0, or 1 when inverted), and
+so do the pixels of a `far_mask` (the sky of Depth Anything 3: infinitely far, whatever depth the network gave it).
 
 Example:
     >>> condition(torch.tensor([[1.0, 3.0]])).tolist()
@@ -200,8 +201,10 @@ def value_ranges(
     normalize: str = "per_image",
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
     value_range: DepthRange | tuple[float, float] | None = None,
+    far_mask: DepthInput | None = None,
 ) -> list[DepthRange]:
-    """The near-bright range each map is mapped to [0, 1] over by `condition` with the same options.
+    """The near-bright range each map is mapped to [0, 1] over by `condition` with the same options (`far_mask`
+    pixels left out, as there).
 
     Files that keep depth record it (`depth_anything.depth_files`), so that a 16-bit map can be read back as
     values. Passing a map's range as `value_range` to `condition` gives exactly the map `normalize` gives.
@@ -212,8 +215,14 @@ def value_ranges(
     if normalize not in NORMALIZE_MODES:
         raise ValueError(f"Unknown normalize {normalize!r}; use one of {', '.join(map(repr, NORMALIZE_MODES))}.")
     maps, _ = depth_maps(depth)
-    values = [near_bright(m, kind) for m in maps]
+    values = near_bright_values(maps, kind, far_masks(far_mask, maps))
     return [DepthRange(low, high) for low, high in _ranges(values, normalize, percentiles, value_range)]
+
+
+def near_bright_values(maps: list[torch.Tensor], kind: str, far: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    """Each map in near-bright units, its `far` pixels NaN: far whatever the network said, out of every range."""
+    values = [near_bright(m, kind) for m in maps]
+    return [v if f is None else v.masked_fill(f, torch.nan) for v, f in zip(values, far)]
 
 
 # ------------------------------------------------------------------------------------------ target sizes
@@ -308,6 +317,7 @@ def condition(
     controlnet: Any = None,
     size: Size = None,
     bits: int | None = None,
+    far_mask: DepthInput | None = None,
 ):
     """Depth -> conditioning: [0, 1] maps with near = 1 (white), as depth ControlNets take them.
 
@@ -327,6 +337,9 @@ def condition(
         size: None keeps each map's size; an int is the short side (the long side follows, rounded to the size
             multiple); (width, height) is exact, reached by a centred crop, never by stretching.
         bits: None for float32 tensors; 8 or 16 for uint8 / uint16 numpy arrays.
+        far_mask: maps like `depth` (same layout and sizes), true (or above 0.5) where a pixel is infinitely
+            far, e.g. the sky mask of `model.infer(..., return_sky=True)`: those pixels become far (0, or 1 when
+            inverted) and do not move the range.
 
     Returns:
         The input's layout: (H, W) for (H, W); (B, H, W) for a batch (a list when a target crop made sizes
@@ -343,12 +356,14 @@ def condition(
     maps, layout = depth_maps(depth)
     rules = control_rules(controlnet, invert)
     check(size_problem(size, rules.multiple, rules.why))
+    far = far_masks(far_mask, maps)
 
     targets = [output_size(*m.shape, size, rules.multiple) for m in maps]
     if size is not None:
         boxes = [crop_box(*m.shape, *target) for m, target in zip(maps, targets)]
         maps = [m[top : top + h, left : left + w] for m, (top, left, h, w) in zip(maps, boxes)]
-    values = [near_bright(m, kind) for m in maps]
+        far = [None if f is None else f[top : top + h, left : left + w] for f, (top, left, h, w) in zip(far, boxes)]
+    values = near_bright_values(maps, kind, far)
     out = []
     for v, (low, high), (height, width) in zip(values, _ranges(values, normalize, percentiles, value_range), targets):
         unit = _unit(v, low, high)  # a new tensor: the steps below work on it in place
@@ -370,6 +385,24 @@ def invalid_mask(depth: DepthInput, kind: str = "disparity"):
     """
     maps, layout = depth_maps(depth)
     return _in_layout([torch.isnan(near_bright(m, kind)) for m in maps], layout)
+
+
+def far_masks(far_mask: DepthInput | None, maps: list[torch.Tensor]) -> list[torch.Tensor | None]:
+    """`condition`'s far_mask as one boolean (H, W) map (or None) per depth map, checked against their sizes."""
+    if far_mask is None:
+        return [None] * len(maps)
+    def as_numbers(mask):
+        if isinstance(mask, (list, tuple)):
+            return [as_numbers(m) for m in mask]
+        return torch.as_tensor(mask).float()  # booleans are welcome here, unlike depth
+
+    masks, _ = depth_maps(as_numbers(far_mask))
+    if len(masks) != len(maps) or any(f.shape != m.shape for f, m in zip(masks, maps)):
+        raise ValueError(
+            f"far_mask holds maps of sizes {[tuple(f.shape) for f in masks]}, the depth "
+            f"{[tuple(m.shape) for m in maps]}: give one mask per depth map, of its size."
+        )
+    return [f > 0.5 for f in masks]
 
 
 def _in_layout(maps: list, layout: str):

@@ -45,6 +45,7 @@ class KnownModel:
     filename: str  # path inside the repo; the cached copy keeps its base name
     license: str
     repo_type: str = "model"
+    comfyui_folder: str = "depth_anything"  # the ComfyUI model folder its file belongs in (shared with core's nodes)
 
     @property
     def url(self) -> str:

@@ -31,7 +31,7 @@ from .conditioning import DepthInput, Size, condition, depth_maps, size_problem
 from .controlnets import KNOWN_DEPTH_CONTROLNETS, DepthControlNet, control_rules, find_depth_controlnet
 from .images import ImageInput, split_images, to_tensor
 from .model import DepthModel
-from .options import DEFAULT_INPUT_SIZE, check, input_size_problem
+from .options import check, input_size_problem
 from .pipeline import output_window
 from .postprocess import to_uint8
 
@@ -193,7 +193,7 @@ class DepthAnythingDetector:
     def __call__(
         self,
         image: ImageInput | Sequence[ImageInput],
-        detect_resolution: int = DEFAULT_INPUT_SIZE,
+        detect_resolution: int | None = None,
         image_resolution: int | None = None,
         output_type: str = "pil",
         *,
@@ -207,14 +207,15 @@ class DepthAnythingDetector:
         overlap: int | None = None,
         max_size: int | None = None,
         batch_size: int = 8,
+        focal_px: float | Sequence[float | None] | None = None,
     ):
         """Control image(s) for one image, a batch or a list.
 
         Args:
             image: a PIL image, numpy HWC, torch (H, W, 3) / (3, H, W), a batch (B, H, W, 3) / (B, 3, H, W), an
                 image file's path, or a list of these (sizes may differ).
-            detect_resolution: the short side the network sees, a multiple of 14 (518 is the official size;
-                larger sees finer detail). Not the output size.
+            detect_resolution: the side the network sees, a multiple of 14 (None: the family's own, 518 for v1 /
+                v2's short side, 504 for Depth Anything 3's longest); larger sees finer detail. Not the output size.
             image_resolution: short side of the output, a multiple of 8 (16 for Flux / SD3); the long side
                 follows the input's aspect ratio. None (and no `size`) keeps the input's size.
             output_type: "pil" (RGB 8-bit), "np" (float32 (B, H, W, 3) in [0, 1]) or "pt" (float32 (B, 3, H, W) in
@@ -230,13 +231,16 @@ class DepthAnythingDetector:
             tile, overlap: tile side (a multiple of 14) and overlap in pixels, for `tiled`.
             max_size: cap on the longest side the network sees (default 3 x detect_resolution).
             batch_size: images per network call.
+            focal_px: the camera's focal length in image pixels, for Depth Anything 3 metric (None: from each
+                photo's EXIF where it has one). The sky of models with a sky head is black (far) in every map.
 
         Returns:
             "pil": one image, or a list for a list or batch. "pt" / "np": a batch ((1, ...) for one image), or for
             a list a list of (3, H, W) / (H, W, 3). Every form can be passed to a diffusers pipeline as `image=`.
         """
         _check_output_type(output_type)
-        check(input_size_problem(detect_resolution, "detect_resolution", maximum=None))
+        if detect_resolution is not None:
+            check(input_size_problem(detect_resolution, "detect_resolution", maximum=None))
         if image_resolution is not None and size is not None:
             raise ValueError("Give image_resolution (short side) or size (width, height), not both.")
         target = image_resolution if size is None else size
@@ -247,24 +251,35 @@ class DepthAnythingDetector:
             if tiled:
                 depth = self.model.infer(
                     image, input_size=detect_resolution, max_size=max_size, batch_size=batch_size, tiled=tiled,
-                    tile=tile, overlap=overlap,
+                    tile=tile, overlap=overlap, focal_px=focal_px, return_sky=self.model.has_sky,
                 )
-                maps = condition(list(depth), size=target, **options)
+                depth, sky = depth if self.model.has_sky else (depth, None)
+                maps = condition(list(depth), size=target, far_mask=None if sky is None else list(sky), **options)
             else:
-                maps = condition(self._restored(image, detect_resolution, max_size, batch_size, target, rules), **options)
+                depth, sky = self._restored(image, detect_resolution, max_size, batch_size, target, rules, focal_px)
+                maps = condition(depth, far_mask=sky, **options)
         except (TypeError, ValueError) as error:
             if isinstance(image, (list, tuple)):
                 raise _name_bad_image(image, error) from error
             raise
         return _package(maps, _input_kind(image), output_type)
 
-    def _restored(self, image, detect_resolution, max_size, batch_size, target, rules) -> list[torch.Tensor]:
-        """prepare -> predict -> restore, each map straight at its control image's size."""
+    def _restored(self, image, detect_resolution, max_size, batch_size, target, rules, focal_px):
+        """prepare -> predict -> restore, each map straight at its control image's size: (depth maps, sky masks
+        or None)."""
         items = split_images(image)
         maps: list[torch.Tensor | None] = [None] * len(items)
+        skies: list[torch.Tensor | None] = [None] * len(items)
         model = self.model
-        for batch in model.prepare(items, input_size=detect_resolution, max_size=max_size, batch_size=batch_size):
+        batches = model.prepare(
+            items, input_size=detect_resolution, max_size=max_size, batch_size=batch_size, focal_px=focal_px
+        )
+        for batch in batches:
             windows = [output_window(*hw, target, rules.multiple) for hw in batch.sizes]
-            for index, depth in zip(batch.indices, model.restore(model.predict(batch), batch, windows)):
-                maps[index] = depth
-        return maps
+            depth, sky = model.predict_maps(batch)
+            for index, restored in zip(batch.indices, model.restore(depth, batch, windows)):
+                maps[index] = restored
+            if sky is not None:
+                for index, restored in zip(batch.indices, model.restore(sky, batch, windows)):
+                    skies[index] = model.sky_mask(restored)
+        return maps, (skies if model.has_sky else None)

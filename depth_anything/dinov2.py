@@ -2,6 +2,9 @@
 
 Parameter names follow the official checkpoints (`cls_token`, `pos_embed`, `blocks.{i}.*`, `norm`), and the
 position-embedding resize follows the official rule, which timm and transformers do not.
+
+Depth Anything 3's any-view models (DA3-Small / Base) add two things to some blocks: LayerNorm on queries and
+keys (qk-norm), and a 2D rotary position embedding (`RotaryEmbedding2D`); `RopeBlock` is such a block.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import SwiGLUPacked
-from timm.models.vision_transformer import Block, VisionTransformer
+from timm.models.vision_transformer import Attention, Block, VisionTransformer
 
 from .configs import EncoderConfig
 from .options import PATCH
@@ -67,9 +70,15 @@ class LayerScaleBlock(Block):
 
 
 class DinoV2Encoder(VisionTransformer):
-    """DINOv2 ViT/14 with the official position-embedding resize; `forward_taps` gives the DPT head's inputs."""
+    """DINOv2 ViT/14 with the official position-embedding resize; `forward_taps` gives the DPT head's inputs.
 
-    def __init__(self, cfg: EncoderConfig):
+    Args:
+        cfg: the encoder size.
+        mask_token: keep DINOv2's training-only mask token (v1 / v2 checkpoints hold it, DA3's do not).
+        final_norm_eps: epsilon of the last LayerNorm (DINOv2: 1e-6; DA3 builds it with PyTorch's default).
+    """
+
+    def __init__(self, cfg: EncoderConfig, *, mask_token: bool = True, final_norm_eps: float = 1e-6):
         mlp = dict(mlp_layer=SwiGLUPacked, act_layer=nn.SiLU, mlp_ratio=2.66667 * 2) if cfg.swiglu else {}
         super().__init__(
             img_size=POS_GRID * PATCH,
@@ -85,8 +94,10 @@ class DinoV2Encoder(VisionTransformer):
             block_fn=LayerScaleBlock,
             **mlp,
         )
-        # Used only in DINOv2 training; kept so that official state dicts load strictly.
-        self.mask_token = nn.Parameter(torch.zeros(1, cfg.embed_dim))
+        if final_norm_eps != 1e-6:
+            self.norm = nn.LayerNorm(cfg.embed_dim, eps=final_norm_eps)
+        if mask_token:  # used only in DINOv2 training; kept so that official state dicts load strictly
+            self.mask_token = nn.Parameter(torch.zeros(1, cfg.embed_dim))
 
     def position_embedding(self, patch_h: int, patch_w: int) -> torch.Tensor:
         """(1, 1 + patch_h * patch_w, C) position embedding for a patch grid.
@@ -128,15 +139,83 @@ class DinoV2Encoder(VisionTransformer):
         grid = grid.permute(1, 2, 0).reshape(1, -1, dim)
         return torch.cat([cls_pos, grid], dim=1).to(self.pos_embed.dtype)
 
-    def forward_taps(self, x: torch.Tensor, taps: Sequence[int]) -> list[torch.Tensor]:
-        """Normalised patch tokens (B, N, C), class token dropped, after each block in `taps`."""
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) -> tokens (B, 1 + N, C): the class token, then the patches with positions added."""
         batch, _, height, width = x.shape
         x = self.patch_embed(x).flatten(1, 2)  # NHWC -> (B, N, C)
         x = torch.cat([self.cls_token.expand(batch, -1, -1), x], dim=1)
-        x = x + self.position_embedding(height // PATCH, width // PATCH).to(x.dtype)
+        return x + self.position_embedding(height // PATCH, width // PATCH).to(x.dtype)
+
+    def forward_taps(self, x: torch.Tensor, taps: Sequence[int]) -> list[torch.Tensor]:
+        """Normalised patch tokens (B, N, C), class token dropped, after each block in `taps`."""
+        x = self.embed(x)
         outputs = []
         for i, block in enumerate(self.blocks[: max(taps) + 1]):
             x = block(x)
             if i in taps:
                 outputs.append(self.norm(x)[:, 1:])
         return outputs
+
+
+# ------------------------------------------------------------------------------- qk-norm and 2D rotary positions
+
+
+class RotaryEmbedding2D:
+    """Rotary position embedding over a (row, column) grid, as in Depth Anything 3 (base frequency 100).
+
+    Each head's channels split in halves: the first half rotates with the row, the second with the column; within
+    a half, channel i pairs with channel i + quarter. `tables(positions)` gives the cos / sin per token once, and
+    `rotate` applies them to queries and keys of every RoPE block.
+    """
+
+    def __init__(self, head_dim: int, base: float = 100.0):
+        self.head_dim = head_dim
+        self.base = base
+
+    def tables(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer (row, column) positions (N, 2) -> (cos, sin), each (N, head_dim) in `dtype`."""
+        half = self.head_dim // 2
+        inv_freq = 1.0 / self.base ** (torch.arange(0, half, 2, device=positions.device).float() / half)
+        rows, cols = (positions[:, axis, None].float() * inv_freq for axis in (0, 1))
+        angles = torch.cat([rows, rows, cols, cols], dim=-1).to(dtype)  # each axis: its angles twice
+        return angles.cos(), angles.sin()
+
+    @staticmethod
+    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """(B, heads, N, head_dim) rotated by the tables."""
+        quarter = x.shape[-1] // 4
+        a, b, c, d = x.split(quarter, dim=-1)
+        return x * cos + torch.cat([-b, a, -d, c], dim=-1) * sin
+
+
+class RopeAttention(Attention):
+    """timm's attention with LayerNorm on queries and keys (qk-norm) and rotary positions applied after it."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, **_):
+        super().__init__(dim, num_heads=num_heads, qkv_bias=qkv_bias)
+        # DA3 builds these with PyTorch's default epsilon (1e-5), not the 1e-6 of the blocks' norms.
+        self.q_norm = nn.LayerNorm(self.head_dim)
+        self.k_norm = nn.LayerNorm(self.head_dim)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        batch, tokens, _ = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q = RotaryEmbedding2D.rotate(self.q_norm(q), *rope)
+        k = RotaryEmbedding2D.rotate(self.k_norm(k), *rope)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(batch, tokens, self.attn_dim))
+
+
+class RopeBlock(LayerScaleBlock):
+    """A DINOv2 block whose attention has qk-norm and takes rotary position tables."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__(
+            dim, num_heads, qkv_bias=True, init_values=1.0, norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            attn_layer=RopeAttention,
+        )
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        x = torch.addcmul(x, self.ls1.gamma, self.attn(self.norm1(x), rope))
+        return torch.addcmul(x, self.ls2.gamma, self.mlp(self.norm2(x)))

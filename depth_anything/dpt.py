@@ -1,7 +1,8 @@
 """The DPT depth head of Depth Anything.
 
 Module and parameter names follow the official checkpoints (`depth_head.*`), so a released state dict loads
-without renaming.
+without renaming. Depth Anything 3's head (`depth_anything.families.depth_anything_3`) is this one with other
+output branches; it reuses `DPTHead.fuse` and the building blocks here.
 """
 
 from __future__ import annotations
@@ -25,11 +26,16 @@ class ResidualConvUnit(nn.Module):
 
 
 class FeatureFusionBlock(nn.Module):
-    """Adds the skip feature, refines, upsamples (to `size`, or x2) and projects."""
+    """Adds the skip feature, refines, upsamples (to `size`, or x2) and projects.
 
-    def __init__(self, features: int):
+    `skip=False` builds the coarsest block without the skip branch's weights (v1 / v2 checkpoints hold them
+    although that block never gets a skip input; Depth Anything 3's do not).
+    """
+
+    def __init__(self, features: int, skip: bool = True):
         super().__init__()
-        self.resConfUnit1 = ResidualConvUnit(features)
+        if skip:
+            self.resConfUnit1 = ResidualConvUnit(features)
         self.resConfUnit2 = ResidualConvUnit(features)
         self.out_conv = nn.Conv2d(features, features, 1)
 
@@ -44,6 +50,11 @@ class FeatureFusionBlock(nn.Module):
         return self.out_conv(x)
 
 
+def output_branch(features: int, channels: int = 1, *activation: nn.Module) -> nn.Sequential:
+    """The last layers of a head: 3x3 conv to 32 channels, ReLU, 1x1 conv to `channels`, then `activation`."""
+    return nn.Sequential(nn.Conv2d(features // 2, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, channels, 1), *activation)
+
+
 class Scratch(nn.Module):
     """Holds the head's shared layers under the official `scratch.*` names."""
 
@@ -54,13 +65,8 @@ class Scratch(nn.Module):
         for i in range(1, 5):
             setattr(self, f"refinenet{i}", FeatureFusionBlock(features))
         self.output_conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
-        self.output_conv2 = nn.Sequential(
-            nn.Conv2d(features // 2, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(32, 1, 1),
-            # Relative models end in ReLU (disparity >= 0); metric models in a sigmoid scaled by max_depth.
-            nn.Sigmoid() if metric else nn.ReLU(),
-        )
+        # Relative models end in ReLU (disparity >= 0); metric models in a sigmoid scaled by max_depth.
+        self.output_conv2 = output_branch(features, 1, nn.Sigmoid() if metric else nn.ReLU())
 
 
 class DPTHead(nn.Module):
@@ -84,21 +90,24 @@ class DPTHead(nn.Module):
         )
         self.scratch = Scratch(out_channels, features, metric)
 
-    def forward(self, tokens: list[torch.Tensor], patch_h: int, patch_w: int) -> torch.Tensor:
-        """tokens: four (B, patch_h * patch_w, C) maps without the class token -> (B, 1, 14 patch_h, 14 patch_w)."""
-        layers = []
-        for i, x in enumerate(tokens):
-            x = rearrange(x, "b (h w) c -> b c h w", h=patch_h, w=patch_w)
-            x = self.resize_layers[i](self.projects[i](x))
-            layers.append(x)
+    def reassemble(self, index: int, tokens: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
+        """One tapped token map (B, N, C) -> the feature map of its pyramid level."""
+        x = rearrange(tokens, "b (h w) c -> b c h w", h=patch_h, w=patch_w)
+        return self.resize_layers[index](self.projects[index](x))
 
+    def fuse(self, tokens: list[torch.Tensor], patch_h: int, patch_w: int) -> torch.Tensor:
+        """Four token maps -> the fused features at stride 2 of the patch grid, through `output_conv1`."""
+        layers = [self.reassemble(i, x, patch_h, patch_w) for i, x in enumerate(tokens)]
         s = self.scratch
         l1, l2, l3, l4 = (getattr(s, f"layer{i}_rn")(x) for i, x in enumerate(layers, start=1))
         path = s.refinenet4(l4, size=l3.shape[2:])
         path = s.refinenet3(path, l3, size=l2.shape[2:])
         path = s.refinenet2(path, l2, size=l1.shape[2:])
         path = s.refinenet1(path, l1)
+        return s.output_conv1(path)
 
-        out = s.output_conv1(path)
+    def forward(self, tokens: list[torch.Tensor], patch_h: int, patch_w: int) -> torch.Tensor:
+        """tokens: four (B, patch_h * patch_w, C) maps without the class token -> (B, 1, 14 patch_h, 14 patch_w)."""
+        out = self.fuse(tokens, patch_h, patch_w)
         out = F.interpolate(out, size=(patch_h * 14, patch_w * 14), mode="bilinear", align_corners=True)
-        return s.output_conv2(out)
+        return self.scratch.output_conv2(out)

@@ -25,6 +25,9 @@ from PIL import Image, ImageOps
 ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, Path]
 FLOAT_TOLERANCE = 0.5  # float images may overshoot [0, 1] this much (bicubic resizes do) and are clamped
 
+EQUIVALENT_FOCAL_DIAGONAL_MM = math.hypot(36.0, 24.0)  # a 35 mm-equivalent focal length is relative to this frame
+_EXIF_IFD, _FOCAL_35MM = 0x8769, 0xA405  # the Exif sub-IFD and its FocalLengthIn35mmFilm tag
+
 
 class UnreadableImageError(ValueError):
     """An input file that is not a readable image."""
@@ -139,6 +142,46 @@ def image_size(image: ImageInput) -> tuple[int, int]:
             raise ValueError(f"Expected an image tensor (H, W, C) or (C, H, W), got shape {tuple(image.shape)}.")
         return (int(image.shape[0]), int(image.shape[1])) if _channels_last(image) else tuple(image.shape[1:])
     raise TypeError(f"Unsupported image type {type(image).__name__}.")
+
+
+def exif_focal_px(image: ImageInput) -> float | None:
+    """A photo's focal length in pixels (of the image as shown) from its EXIF 35 mm-equivalent focal length, or None.
+
+    Only files and PIL images carry EXIF; arrays and tensors give None, as do photos without the tag. The
+    equivalent focal length relates to a 36 x 24 mm frame, so it scales with the diagonals (see
+    `equivalent_focal_px`).
+    """
+    try:
+        if isinstance(image, (str, Path)):
+            with Image.open(image) as opened:
+                return _focal_px(opened)
+        if isinstance(image, Image.Image):
+            return _focal_px(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None  # an unreadable file is reported where it is read, not here
+    return None
+
+
+def _focal_px(image: Image.Image) -> float | None:
+    exif = image.getexif()
+    focal = exif.get_ifd(_EXIF_IFD).get(_FOCAL_35MM) or exif.get(_FOCAL_35MM)
+    try:
+        focal = float(focal)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(focal) or focal <= 0:
+        return None
+    width, height = _oriented_size(image)
+    return equivalent_focal_px(focal, height, width)
+
+
+def equivalent_focal_px(focal_35mm: float, height: int, width: int) -> float:
+    """A 35 mm-equivalent focal length (mm) -> pixels of an image this size, by the diagonals.
+
+    >>> round(equivalent_focal_px(26.0, 3000, 4000))
+    3004
+    """
+    return focal_35mm * math.hypot(height, width) / EQUIVALENT_FOCAL_DIAGONAL_MM
 
 
 def _oriented_size(image: Image.Image) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from .backends import Backend, EagerBackend, make_backend
 from .images import ImageInput, image_size, split_images
 from .options import batch_size_problem, check, input_size_problem, max_size_problem, tile_problem
 from .pipeline import NetworkBatch, OutputWindow
+from .transforms import Preprocessing
 from .work import check_work
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ class DepthModel(nn.Module):
         return int(batch * height * width * self.head_features * element * 4)
 
     head_features = 256  # channels of the head's full-resolution maps; set by each family's network
+    has_sky = False  # the network also predicts where the sky is (`predict_maps`, `infer(..., return_sky=True)`)
+    sky_threshold = 0.5  # a restored sky probability at least this is sky; families with a sky head set their own
 
     def pass_flops(self, height: int, width: int) -> float:
         """Rough FLOPs of one forward pass at network size `height` x `width`, for `depth_anything.work`.
@@ -127,14 +130,16 @@ class DepthModel(nn.Module):
         input_size: int | None = None,
         max_size: int | None = None,
         batch_size: int = 8,
+        focal_px: float | Sequence[float | None] | None = None,
+        preprocessing: Preprocessing | None = None,
     ) -> Iterator[NetworkBatch]:
-        """Inputs -> network batches on this model's device, with this family's pre-processing.
+        """Inputs -> network batches on this model's device, with this family's pre-processing (or `preprocessing`).
 
         See `depth_anything.pipeline.prepare`.
         """
         return pipeline.prepare(
-            images, self.family.preprocessing, input_size=input_size, max_size=max_size, batch_size=batch_size,
-            device=self.device,
+            images, preprocessing or self.family.preprocessing, input_size=input_size, max_size=max_size,
+            batch_size=batch_size, device=self.device, focal_px=focal_px,
         )
 
     @torch.inference_mode()
@@ -156,6 +161,15 @@ class DepthModel(nn.Module):
             )
             prediction = backend.float32()(pixels)
         return prediction
+
+    def predict_maps(self, batch: NetworkBatch | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(depth, sky) of a batch in one network pass: depth as `predict` gives it, and (N, h, w) sky probability
+        in [0, 1] from networks with a sky head (`has_sky`), else None."""
+        return self.predict(batch), None
+
+    def sky_mask(self, sky: torch.Tensor) -> torch.Tensor:
+        """A restored sky probability -> float32 1 where it is sky (by the family's threshold), else 0."""
+        return (sky >= self.sky_threshold).float()
 
     def restore(
         self,
@@ -181,7 +195,10 @@ class DepthModel(nn.Module):
         tile: int | None = None,
         overlap: int | None = None,
         interrupt: Callable[[], None] | None = None,
-    ) -> torch.Tensor | list[torch.Tensor]:
+        focal_px: float | Sequence[float | None] | None = None,
+        return_sky: bool = False,
+        preprocessing: Preprocessing | None = None,
+    ):
         """Depth for one image or a batch, at each image's own size, with the family's official pre-processing.
 
         Before any work the run is estimated (`depth_anything.work`: passes x tokens at this device's speed):
@@ -204,6 +221,13 @@ class DepthModel(nn.Module):
                 only images large enough to gain. Metric models align tiles by scale only.
             tile: tile side in pixels, a multiple of 14 (default: input_size, or a fifth of the short side).
             overlap: pixels shared by neighbouring tiles (default: a quarter of the tile).
+            focal_px: the camera's focal length in image pixels, one for all images or one per image, for
+                models whose metres depend on it (Depth Anything 3 metric); None reads it from each photo's
+                EXIF where it can. Other models ignore it.
+            return_sky: also return where the sky is, for models with a sky head (`has_sky`; a ValueError for
+                others). When tiling, the sky comes from one more whole-image pass per image.
+            preprocessing: a pre-processing rule to use instead of the family's, e.g. Depth Anything 3's
+                `model.family.preprocessing.with_method("lower_bound")`.
             interrupt: called before each layer of the network (and so between tiles and batches); raise from it
                 to stop at once, even inside one long pass (ComfyUI's Cancel uses it).
 
@@ -212,7 +236,8 @@ class DepthModel(nn.Module):
 
         Returns:
             float32 (B, H, W) on the CPU, in the family's own quantity (`output_kind`): disparity for v1 / v2,
-            metres for metric models. When the images differ in size, a list of (H, W) tensors.
+            relative depth for Depth Anything 3, metres for metric models. When the images differ in size, a list
+            of (H, W) tensors. With `return_sky`, (depth, sky), the sky likewise: 1.0 where it is sky, else 0.
 
         Example:
             >>> model = DepthAnything.from_pretrained("depth_anything_v2_vits")  # doctest: +SKIP
@@ -220,6 +245,8 @@ class DepthModel(nn.Module):
         """
         if tiled not in (False, True, "auto"):
             raise ValueError(f"tiled must be False, True or 'auto', got {tiled!r}.")
+        if return_sky and not self.has_sky:
+            raise ValueError(f"return_sky: {self.family.description} has no sky output.")
         check(
             None if input_size is None else input_size_problem(input_size, maximum=None),
             max_size_problem(max_size),
@@ -234,19 +261,13 @@ class DepthModel(nn.Module):
             tile=tile, overlap=overlap,
         )
         with self.interruptible(interrupt):
+            focals = pipeline.per_image(focal_px, len(items))
+            options = dict(input_size=input_size, max_size=max_size, batch_size=batch_size, preprocessing=preprocessing)
             if tiled:
-                return self._infer_tiled(
-                    items, tiled == "auto", tile, overlap, input_size, max_size, batch_size, progress
-                )
-            results: list[torch.Tensor | None] = [None] * len(items)
-            done = 0
-            for batch in self.prepare(items, input_size=input_size, max_size=max_size, batch_size=batch_size):
-                for index, depth in zip(batch.indices, self.restore(self.predict(batch), batch)):
-                    results[index] = depth
-                done += len(batch)
-                if progress is not None:
-                    progress(done, len(items))
-            return pipeline.stack_if_same_size(results)
+                depth = self._infer_tiled(items, tiled == "auto", tile, overlap, focals, progress, **options)
+                return (depth, self._whole_image_maps(items, focals, None, **options)[1]) if return_sky else depth
+            depth, sky = self._whole_image_maps(items, focals, progress, **options)
+            return (depth, sky) if return_sky else depth
 
     @contextmanager
     def interruptible(self, interrupt: Callable[[], None] | None) -> Iterator[None]:
@@ -274,6 +295,24 @@ class DepthModel(nn.Module):
             self._interrupt = None
             for handle in handles:
                 handle.remove()
+
+    def _whole_image_maps(self, items, focals, progress, **options):
+        """(depth, sky mask or None) of each image from one network pass each, batched by network size."""
+        depths: list[torch.Tensor | None] = [None] * len(items)
+        skies: list[torch.Tensor | None] = [None] * len(items)
+        done = 0
+        for batch in self.prepare(items, focal_px=focals, **options):
+            depth, sky = self.predict_maps(batch) if self.has_sky else (self.predict(batch), None)
+            for index, restored in zip(batch.indices, self.restore(depth, batch)):
+                depths[index] = restored
+            if sky is not None:
+                for index, restored in zip(batch.indices, self.restore(sky, batch)):
+                    skies[index] = self.sky_mask(restored)
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(items))
+        sky_maps = pipeline.stack_if_same_size(skies) if self.has_sky else None
+        return pipeline.stack_if_same_size(depths), sky_maps
 
     def infer_video(
         self,
@@ -323,12 +362,30 @@ class DepthModel(nn.Module):
             return pipeline.stack_if_same_size(list(stream()))
         return stream()
 
-    def tile_predictor(self, input_size: int | None = None, max_size: int | None = None):
-        """`predict(images (N, 3, h, w) in [0, 1]) -> (N, h, w)` through the stages, for the tiling engine."""
+    def tile_predictor(
+        self,
+        input_size: int | None = None,
+        max_size: int | None = None,
+        *,
+        focal_px: float | None = None,
+        image_size: tuple[int, int] | None = None,
+        preprocessing: Preprocessing | None = None,
+    ):
+        """`predict(images (N, 3, h, w) in [0, 1]) -> (N, h, w)` through the stages, for the tiling engine.
+
+        `focal_px` (in pixels of an image of `image_size`) reaches each pass scaled to the pass's own size: right
+        for the whole-image pass, and for tiles, whose scale is fitted to that pass, it does not matter.
+        """
 
         def predict(images: torch.Tensor) -> torch.Tensor:
+            focal = None
+            if focal_px is not None and image_size is not None:
+                focal = focal_px * max(images.shape[-2:]) / max(image_size)
             depths = []
-            for batch in self.prepare(images, input_size=input_size, max_size=max_size, batch_size=len(images)):
+            for batch in self.prepare(
+                images, input_size=input_size, max_size=max_size, batch_size=len(images), focal_px=focal,
+                preprocessing=preprocessing,
+            ):
                 depths.extend(self.restore(self.predict(batch), batch))
             return torch.stack(depths)
 
@@ -340,16 +397,19 @@ class DepthModel(nn.Module):
         auto: bool,
         tile: int | None,
         overlap: int | None,
+        focals: list[float | None],
+        progress: Progress | None,
+        *,
         input_size: int | None,
         max_size: int | None,
         batch_size: int,
-        progress: Progress | None,
+        preprocessing: Preprocessing | None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Each image through `tiled_predict`, its tiles batched; progress counts network passes."""
-        from .images import to_tensor
+        from .images import exif_focal_px, image_size, to_tensor
         from .tiling import tile_grid, tiled_predict
 
-        rule = self.family.preprocessing
+        rule = preprocessing or self.family.preprocessing
         model_size = rule.input_size if input_size is None else input_size
         options = dict(
             tile=tile, overlap=overlap, model_size=model_size, max_size=max_size, auto=auto,
@@ -360,12 +420,15 @@ class DepthModel(nn.Module):
         # Tiles are aligned where a crop changes the values by a scale and shift: disparity as it is, relative
         # depth as inverse depth, and metric depth by a scale alone (zero stays zero).
         align = "scale" if self.is_metric else "affine"
-        predict = self.tile_predictor(input_size, max_size)
-        if self.output_kind == "relative_depth":
-            predict = _inverted(predict)
 
         results = []
         for index, item in enumerate(items):
+            focal = exif_focal_px(item) if focals[index] is None else focals[index]
+            predict = self.tile_predictor(
+                input_size, max_size, focal_px=focal, image_size=image_size(item), preprocessing=preprocessing
+            )
+            if self.output_kind == "relative_depth":
+                predict = _inverted(predict)
             report = None
             if progress is not None:
                 done_before = sum(passes[:index])

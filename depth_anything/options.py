@@ -24,6 +24,7 @@ MAX_INPUT_SIZE = 4088  # largest input_size offered; beyond it tiling sees more 
 MAX_SIZE_FACTOR = 3  # default cap on the longest processed side, in multiples of input_size
 
 TILING_MODES = ("off", "auto", "on")
+RESIZE_METHODS = ("upper_bound", "lower_bound")  # Depth Anything 3's two pre-processing rules
 DEFAULT_TILING = "off"
 TILE_SPAN = 5  # a default tile spans at least 1/TILE_SPAN of the short side
 OVERLAP_FRACTION = 4  # default overlap: a quarter of the tile
@@ -46,7 +47,8 @@ BATCH_SIZE = 4  # images (or tiles at model resolution) per forward pass on the 
 HELP = {
     "input_size": (
         f"Short side (pixels, a multiple of {PATCH}) the network sees; {DEFAULT_INPUT_SIZE} is what v1 and v2 were "
-        "trained at. Larger sees finer detail and costs time and memory; the output keeps the input's own size."
+        "trained at. Larger sees finer detail and costs time and memory; the output keeps the input's own size. "
+        "Depth Anything 3 takes it as the longest side (see resize_method); it was trained at 504."
     ),
     "max_size": (
         f"Cap on the longest side the network sees (default {MAX_SIZE_FACTOR} x the input size), so thin panoramas "
@@ -68,6 +70,15 @@ HELP = {
     "invert": "Near = black instead of white, for ControlNets trained far = white.",
     "gamma": "Applied after normalisation: above 1 darkens the far range, below 1 lifts it.",
     "batch_size": "Images (or tiles) sent through the network at once; lower it when memory runs out.",
+    "focal_px": (
+        "The camera's focal length in pixels of the input image, for Depth Anything 3 metric (its metres scale with "
+        "it; other models ignore it). 0 / unset: from the photo's EXIF when it has one, else a 26 mm-equivalent "
+        "lens (a phone's main camera), and the metres are approximate."
+    ),
+    "resize_method": (
+        "Depth Anything 3 only: upper_bound scales the longest side to the input size (the release's default); "
+        "lower_bound the shortest side, for more detail on wide or tall images at more cost."
+    ),
     "format": (
         "side-by-side: image | 50 px gap | depth (as the official run.py); png8: depth only; png16: 16-bit "
         "grayscale depth (65536 levels, for ControlNet training); npy: raw float32 depth (the model's own "
@@ -199,6 +210,15 @@ def batch_size_problem(value) -> str | None:
 def gamma_problem(value) -> str | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         return f"gamma must be a positive number (1 leaves the map unchanged), got {value!r}."
+    return None
+
+
+def focal_px_problem(value) -> str | None:
+    """Why `value` cannot be a focal length in pixels (None = unknown), or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        return f"focal_px must be a positive number of pixels (the focal length in image pixels), got {value!r}."
     return None
 
 

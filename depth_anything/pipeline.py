@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from .conditioning import Size, crop_box, output_size
-from .images import ImageInput, decoded, image_size, integer_pixels, split_images, to_tensor
-from .options import batch_size_problem, check, max_size_problem
+from .images import ImageInput, decoded, exif_focal_px, image_size, integer_pixels, split_images, to_tensor
+from .options import batch_size_problem, check, focal_px_problem, max_size_problem
 from .transforms import Preprocessing, resize_prediction
 
 
@@ -38,6 +38,7 @@ class PreparedImage:
 
     pixels: torch.Tensor  # (3, h, w) normalised network input, float32
     size: tuple[int, int]  # the image's own (H, W)
+    focal_px: float | None = None  # the camera's focal length in the image's pixels, when known
 
     @property
     def net_size(self) -> tuple[int, int]:
@@ -52,11 +53,14 @@ class NetworkBatch:
         pixels: (N, 3, h, w) normalised network input, float32, on the model's device.
         sizes: each image's own (H, W), what `restore` brings the depth back to.
         indices: where each image was in the caller's input (`prepare` keeps the caller's order this way).
+        focal_px: each image's focal length in its own pixels, None where unknown (or empty: none known), for
+            networks whose output depends on the camera (Depth Anything 3 metric).
     """
 
     pixels: torch.Tensor
     sizes: tuple[tuple[int, int], ...]
     indices: tuple[int, ...]
+    focal_px: tuple[float | None, ...] = ()
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -72,7 +76,11 @@ class NetworkBatch:
         if len(sizes) != 1:
             raise ValueError(f"A network batch needs one network size, got {sorted(sizes)}.")
         indices = tuple(range(len(images))) if indices is None else tuple(indices)
-        return cls(torch.stack([image.pixels for image in images]), tuple(i.size for i in images), indices)
+        focals = tuple(image.focal_px for image in images)
+        return cls(
+            torch.stack([image.pixels for image in images]), tuple(i.size for i in images), indices,
+            focals if any(f is not None for f in focals) else (),
+        )
 
 
 @dataclass(frozen=True)
@@ -99,8 +107,12 @@ def prepare_image(
     input_size: int | None = None,
     max_size: int | None = None,
     device: torch.device | str = "cpu",
+    focal_px: float | None = None,
 ) -> PreparedImage:
     """One image -> its network input at the family's network size (for callers that batch themselves).
+
+    `focal_px` is the camera's focal length in the image's pixels; when None, a photo's EXIF gives it if it can
+    (files and PIL images; see `depth_anything.images.exif_focal_px`).
 
     Example:
         >>> prepared = prepare_image(np.zeros((480, 640, 3), np.uint8), Preprocessing())  # doctest: +SKIP
@@ -116,7 +128,8 @@ def prepare_image(
     pixels = to_tensor(image)
     size = tuple(pixels.shape[-2:])
     net_size = preprocessing.net_size(*size, input_size, max_size)
-    return PreparedImage(preprocessing(pixels.to(device)[None], net_size)[0], size)
+    focal = exif_focal_px(image) if focal_px is None else float(focal_px)
+    return PreparedImage(preprocessing(pixels.to(device)[None], net_size)[0], size, focal)
 
 
 def prepare(
@@ -127,6 +140,7 @@ def prepare(
     max_size: int | None = None,
     batch_size: int = 8,
     device: torch.device | str = "cpu",
+    focal_px: float | Sequence[float | None] | None = None,
 ) -> Iterator[NetworkBatch]:
     """Inputs -> network batches of at most `batch_size` images, grouped by the size the network sees.
 
@@ -139,6 +153,8 @@ def prepare(
         max_size: cap on the longest side the network sees (default 3 x input_size).
         batch_size: images per batch.
         device: where the network input is made (the model's device).
+        focal_px: the camera's focal length in image pixels, one for all images or one per image (None: from
+            each photo's EXIF where it has one); only networks whose output depends on it use it.
 
     Example:
         >>> for batch in prepare([photo_a, photo_b], model.family.preprocessing):  # doctest: +SKIP
@@ -148,6 +164,7 @@ def prepare(
     items = split_images(images)
     if not items:
         raise ValueError("No images given: pass at least one image.")
+    focals = per_image(focal_px, len(items))
     groups: dict[tuple[int, int], list[int]] = {}
     for index, item in enumerate(items):
         groups.setdefault(preprocessing.net_size(*image_size(item), input_size, max_size), []).append(index)
@@ -155,10 +172,22 @@ def prepare(
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             prepared = [
-                prepare_image(items[i], preprocessing, input_size=input_size, max_size=max_size, device=device)
+                prepare_image(
+                    items[i], preprocessing, input_size=input_size, max_size=max_size, device=device,
+                    focal_px=focals[i],
+                )
                 for i in chunk
             ]
             yield NetworkBatch.collate(prepared, chunk)
+
+
+def per_image(focal_px: float | Sequence[float | None] | None, count: int) -> list[float | None]:
+    """A focal length for all images, or one per image, as a list of `count` (None: unknown)."""
+    focals = [focal_px] * count if focal_px is None or isinstance(focal_px, (int, float)) else list(focal_px)
+    if len(focals) != count:
+        raise ValueError(f"focal_px gives {len(focals)} focal lengths for {count} images; give one, or one per image.")
+    check(*(focal_px_problem(focal) for focal in focals))
+    return focals
 
 
 def restore(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -100,6 +101,13 @@ class Preprocessing:
     input_size: int = DEFAULT_INPUT_SIZE
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    methods: ClassVar[tuple[str, ...]] = ()  # resize methods `with_method` offers (v1 / v2 have one rule)
+
+    def with_method(self, method: str | None) -> "Preprocessing":
+        """This rule with another of its resize methods (`methods`); None keeps it."""
+        if method is None:
+            return self
+        raise ValueError(f"This family's pre-processing has no resize method {method!r}; it has one rule.")
 
     def net_size(
         self, height: int, width: int, input_size: int | None = None, max_size: int | None = None
@@ -142,3 +150,34 @@ def _plane(plane: np.ndarray, device, scale: float) -> torch.Tensor:
     if tensor.dtype == torch.uint16:
         tensor = tensor.to(torch.int32)  # torch moves and converts uint16 poorly; int32 holds every value
     return tensor.to(device).to(torch.float32).div_(scale)[None, None]
+
+
+def area_weights(source: int, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, weights), each (target, taps): output pixel i is the mean of the source pixels its span covers,
+    each weighted by the part it covers (OpenCV's INTER_AREA when shrinking)."""
+    scale = source / target
+    taps = math.ceil(scale) + 1
+    start = torch.arange(target, dtype=torch.float64) * scale  # output pixel i covers [start, start + scale)
+    first = start.floor()
+    indices = first[:, None] + torch.arange(taps, dtype=torch.float64)
+    covered = (torch.minimum(indices + 1, start[:, None] + scale) - torch.maximum(indices, start[:, None])).clamp_min(0)
+    return indices.clamp_max(source - 1).long(), (covered / scale).float()
+
+
+def area_resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, C, H, W) shrunk to `size` by pixel-area averaging (exact coverage, as OpenCV's INTER_AREA), one axis at
+    a time, each output pixel summing only the few source pixels it covers."""
+    for axis, target in ((-1, size[1]), (-2, size[0])):
+        source = batch.shape[axis]
+        if source == target:
+            continue
+        if target > source:
+            raise ValueError(f"area_resize only shrinks; got {source} -> {target} pixels.")
+        indices, weights = (t.to(batch.device) for t in area_weights(source, target))
+        weights = weights.to(batch.dtype)
+        moved = batch.movedim(axis, -1)
+        out = moved[..., indices[:, 0]] * weights[:, 0]
+        for tap in range(1, indices.shape[1]):
+            out += moved[..., indices[:, tap]] * weights[:, tap]
+        batch = out.movedim(-1, axis)
+    return batch

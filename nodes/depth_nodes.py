@@ -24,6 +24,7 @@ from depth_anything.depth_files import DepthMetadata, depth_metadata, png16_byte
 from depth_anything.files import write_atomic
 from depth_anything.options import (
     BATCH_SIZE,
+    RESIZE_METHODS,
     DEFAULT_INPUT_SIZE,
     HELP,
     MAX_INPUT_SIZE,
@@ -74,7 +75,8 @@ def _model_name_input() -> tuple:
         {
             "default": model_files.DEFAULT_MODEL,
             "tooltip": "A checkpoint in ComfyUI/models/depth_anything (.pth, .safetensors or a transformers folder), "
-            "or a known model name, downloaded into that folder on first use.",
+            "a Depth Anything 3 file in ComfyUI/models/geometry_estimation (shared with ComfyUI's own DA3 nodes), "
+            "or a known model name, downloaded on first use.",
         },
     )
 
@@ -139,8 +141,11 @@ def estimate_depth(
     tiling: str = "off",
     tile_size: int | None = None,
     overlap: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, RawDepth]:
-    """IMAGE batch -> (depth IMAGE (B,H,W,3) near = white, MASK (B,H,W), RawDepth), with progress and interrupt."""
+    focal_px: float | None = None,
+    resize_method: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, RawDepth, torch.Tensor]:
+    """IMAGE batch -> (depth IMAGE (B,H,W,3) near = white, MASK (B,H,W), RawDepth, sky MASK (B,H,W)), with
+    progress and interrupt. Sky (for models with a sky head; else an empty mask) is black in the depth map."""
     if image.ndim != 4:
         raise ValueError(f"'image' must be an IMAGE batch (B, H, W, C), got shape {tuple(image.shape)}.")
     if image.shape[0] == 0:
@@ -156,7 +161,9 @@ def estimate_depth(
         warnings.simplefilter("ignore", WorkWarning)
         check_work(model.model, [(height, width)], input_size=input_size, tiled=tiling_mode(tiling), tile=tile,
                    overlap=tile_overlap, device=model.load_device)
-    net_size = model.model.family.preprocessing.net_size(height, width, input_size)  # the whole-image pass
+    rule = model.model.family.preprocessing
+    rule = rule.with_method(resize_method) if rule.methods else rule  # other families have one rule
+    net_size = rule.net_size(height, width, input_size)  # the whole-image pass
     net = model.ready(model.memory_required(min(batch_size, count), *net_size))
     bar = comfy.utils.ProgressBar(count)
 
@@ -167,16 +174,19 @@ def estimate_depth(
 
     raw = net.infer(
         image, input_size=input_size, batch_size=batch_size, progress=progress, tiled=tiling_mode(tiling),
-        tile=tile, overlap=tile_overlap, interrupt=mm.throw_exception_if_processing_interrupted,  # Cancel: mid-pass
+        tile=tile, overlap=tile_overlap, focal_px=focal_px or None, return_sky=net.has_sky, preprocessing=rule,
+        interrupt=mm.throw_exception_if_processing_interrupted,  # Cancel: mid-pass
     )
-    depth = condition(raw, kind=net.output_kind, normalize=normalization, invert=invert, gamma=gamma)
+    raw, sky = raw if net.has_sky else (raw, torch.zeros(count, height, width))
+    depth = condition(raw, kind=net.output_kind, normalize=normalization, invert=invert, gamma=gamma, far_mask=sky)
     as_image = depth[..., None].expand(-1, -1, -1, 3).contiguous()
     about = depth_metadata(
         net, normalize=normalization, invert=invert, gamma=gamma, input_size=input_size,
         tiling=tiling, tile=tile, overlap=tile_overlap,
     )
-    ranges = tuple(value_ranges(raw, kind=net.output_kind, normalize=normalization))
-    return as_image, depth.contiguous(), RawDepth(raw, net.output_kind, model.name, about, ranges)
+    ranges = tuple(value_ranges(raw, kind=net.output_kind, normalize=normalization, far_mask=sky))
+    raw_depth = RawDepth(raw, net.output_kind, model.name, about, ranges)
+    return as_image, depth.contiguous(), raw_depth, sky.contiguous()
 
 
 # ------------------------------------------------------------------------------------------------- nodes
@@ -184,7 +194,7 @@ def estimate_depth(
 
 class DepthAnythingModelLoader:
     DESCRIPTION = (
-        "Loads a Depth Anything v1 / v2 / v2-metric checkpoint once and keeps it cached across runs; ComfyUI's "
+        "Loads a Depth Anything v1 / v2 / v2-metric / 3 checkpoint once and keeps it cached across runs; ComfyUI's "
         "memory manager moves it to the GPU when needed and evicts it when other models need the VRAM."
     )
     CATEGORY = CATEGORY
@@ -202,8 +212,9 @@ class DepthAnythingModelLoader:
                     list(managed.FAMILY_CHOICES),
                     {
                         "default": "auto",
-                        "tooltip": "auto reads it from the official file name. v1 and v2 weights look alike, so "
-                        "set it for renamed files. Metric models give metres (indoor: up to 20 m, outdoor: 80 m).",
+                        "tooltip": "auto reads it from the official file name. v1 and v2 weights look alike (as do "
+                        "DA3 mono and metric), so set it for renamed files. Metric models give metres (indoor: up to "
+                        "20 m, outdoor: 80 m; DA3 metric from the focal length).",
                     },
                 ),
                 "precision": (
@@ -251,18 +262,22 @@ class DepthAnythingModelLoader:
 class DepthAnythingEstimate:
     DESCRIPTION = (
         "Estimates depth for an image batch: a normalized depth map (near = white, the input's own size) ready for "
-        "depth ControlNets, the same as a MASK, and the raw values (metres for metric models)."
+        "depth ControlNets, the same as a MASK, the raw values (metres for metric models) and, for Depth Anything "
+        "3 mono / metric, the sky (black in the depth map)."
     )
     CATEGORY = CATEGORY
     FUNCTION = "estimate"
-    RETURN_TYPES = ("IMAGE", "MASK", RAW_DEPTH_TYPE, "MASK")
-    RETURN_NAMES = ("depth", "depth_mask", "raw_depth", "invalid_mask")
+    RETURN_TYPES = ("IMAGE", "MASK", RAW_DEPTH_TYPE, "MASK", "MASK")
+    RETURN_NAMES = ("depth", "depth_mask", "raw_depth", "invalid_mask", "sky_mask")
     OUTPUT_TOOLTIPS = (
         "Depth as an RGB image in [0, 1], near = white: plug into Apply ControlNet.",
         "The same depth as a single-channel mask.",
-        "Unnormalized values (disparity, or metres for metric models) for nodes that need real depth.",
+        "Unnormalized values (disparity; relative depth for Depth Anything 3; metres for metric models) for nodes "
+        "that need real depth.",
         "1 where the model gave no finite depth (NaN / inf); those pixels are far (black) in depth. "
         "Normally all 0.",
+        "1 where the model sees sky (Depth Anything 3 mono / metric, by the release's threshold); empty for models "
+        "without a sky head.",
     )
 
     @classmethod
@@ -293,7 +308,14 @@ class DepthAnythingEstimate:
                     "INT",
                     {"default": 0, "min": 0, "max": 8192, "step": PATCH, "tooltip": f"{HELP['overlap']} 0: the default."},
                 ),
-            }
+            },
+            "optional": {
+                "focal_px": (
+                    "FLOAT",
+                    {"default": 0.0, "min": 0.0, "max": 1.0e6, "step": 0.1, "tooltip": HELP["focal_px"]},
+                ),
+                "resize_method": (list(RESIZE_METHODS), {"default": "upper_bound", "tooltip": HELP["resize_method"]}),
+            },
         }
 
     @classmethod
@@ -303,8 +325,11 @@ class DepthAnythingEstimate:
             None if tile_size is None or overlap is None else tile_problem(*_tile_options(tile_size, overlap), tile_name="tile_size"),
         )
 
-    def estimate(self, model, image, input_size, normalization, invert, gamma, batch_size, tiling, tile_size, overlap):
-        depth, mask, raw = estimate_depth(
+    def estimate(
+        self, model, image, input_size, normalization, invert, gamma, batch_size, tiling, tile_size, overlap,
+        focal_px=0.0, resize_method="upper_bound",
+    ):
+        depth, mask, raw, sky = estimate_depth(
             model,
             image,
             input_size=input_size,
@@ -315,8 +340,10 @@ class DepthAnythingEstimate:
             tiling=tiling,
             tile_size=tile_size,
             overlap=overlap,
+            focal_px=focal_px,
+            resize_method=resize_method,
         )
-        return depth, mask, raw, invalid_mask(raw.values, raw.kind).float()
+        return depth, mask, raw, invalid_mask(raw.values, raw.kind).float(), sky
 
 
 class DepthAnythingAllInOne:
@@ -355,7 +382,7 @@ class DepthAnythingAllInOne:
 
     def run(self, image, model_name, input_size, normalization, tiling):
         model = load_depth_model(model_name, "auto", "auto", "auto")
-        depth, mask, _raw = estimate_depth(
+        depth, mask, _raw, _sky = estimate_depth(
             model, image, input_size=input_size, normalization=normalization, tiling=tiling
         )
         return depth, mask

@@ -4,6 +4,10 @@ The folder is registered with `folder_paths`, so `ComfyUI/models/depth_anything`
 can add folders through `extra_model_paths.yaml` (key `depth_anything`). Known model names
 (`depth_anything.list_models()`) are always offered: one found in a model folder is used from there, a missing
 one is downloaded into the first model folder.
+
+Depth Anything 3 files are also read from `models/geometry_estimation`, where ComfyUI core's own DA3 nodes keep
+them (registered here for ComfyUI versions without them), so a 1.3 GB file is never needed twice; a known DA3
+model that is missing is downloaded there.
 """
 
 from __future__ import annotations
@@ -15,43 +19,63 @@ from pathlib import Path
 import folder_paths
 
 from depth_anything import list_models
+from depth_anything.families import family_from_name
 from depth_anything.loading import WEIGHT_FILE_NAMES, fetch_known_model
 
 FOLDER_NAME = "depth_anything"
+SHARED_FOLDER = "geometry_estimation"  # ComfyUI core's Depth Anything 3 folder, read too
 EXTENSIONS = {".pth", ".pt", ".bin", ".safetensors"}
 DEFAULT_MODEL = "depth_anything_v2_vits"  # Apache-2.0, small, v2: the sensible first choice
 
 
 def register_model_folder() -> None:
-    """Add `models/depth_anything` to ComfyUI's model folders, first, keeping folders extra_model_paths.yaml added."""
-    default = os.path.join(folder_paths.models_dir, FOLDER_NAME)
-    entry = folder_paths.folder_names_and_paths.get(FOLDER_NAME)
-    if entry is None:
-        folder_paths.folder_names_and_paths[FOLDER_NAME] = ([default], set(EXTENSIONS))
-        return
-    paths, extensions = entry
-    if default not in paths:
-        paths.insert(0, default)
-    # A yaml entry for an unknown folder name arrives with no extensions (= every file); list checkpoints only.
-    folder_paths.folder_names_and_paths[FOLDER_NAME] = (paths, set(extensions) | EXTENSIONS)
+    """Add `models/depth_anything` (first) and `models/geometry_estimation` to ComfyUI's model folders, keeping the
+    folders extra_model_paths.yaml (or ComfyUI itself) added."""
+    for name in (FOLDER_NAME, SHARED_FOLDER):
+        default = os.path.join(folder_paths.models_dir, name)
+        entry = folder_paths.folder_names_and_paths.get(name)
+        if entry is None:
+            folder_paths.folder_names_and_paths[name] = ([default], set(EXTENSIONS))
+            continue
+        paths, extensions = entry
+        if default not in paths:
+            paths.insert(0, default)
+        # A yaml entry for an unknown folder name arrives with no extensions (= every file); list checkpoints only.
+        folder_paths.folder_names_and_paths[name] = (paths, set(extensions) | EXTENSIONS)
 
 
 def model_folders() -> list[str]:
     return folder_paths.get_folder_paths(FOLDER_NAME)
 
 
-def download_folder() -> Path:
-    """Where a known model that is in no model folder gets downloaded: the first folder."""
-    return Path(model_folders()[0])
+def download_folder(folder: str = FOLDER_NAME) -> Path:
+    """Where a known model that is in no model folder gets downloaded: the first folder of its kind."""
+    return Path(folder_paths.get_folder_paths(folder)[0])
 
 
 def known_models() -> dict:
     return {m.name: m for m in list_models()}
 
 
+def shared_files() -> list[str]:
+    """Checkpoints in models/geometry_estimation that a family here recognises by name (core keeps other
+    geometry models there too), and that models/depth_anything does not hold under the same name."""
+    own = set(folder_paths.get_filename_list(FOLDER_NAME))
+    files = folder_paths.get_filename_list(SHARED_FOLDER)
+    return sorted(f for f in files if f not in own and family_from_name(Path(f).name) is not None)
+
+
+def full_path(name: str) -> str | None:
+    """A file in the model folders: models/depth_anything first, then models/geometry_estimation."""
+    path = folder_paths.get_full_path(FOLDER_NAME, name)
+    if path is None and family_from_name(Path(name).name) is not None:
+        path = folder_paths.get_full_path(SHARED_FOLDER, name)
+    return path
+
+
 def model_names() -> list[str]:
     """The loader's choices: checkpoint files in the model folders, then every known model name."""
-    return sorted(folder_paths.get_filename_list(FOLDER_NAME)) + list(known_models())
+    return sorted(folder_paths.get_filename_list(FOLDER_NAME)) + shared_files() + list(known_models())
 
 
 def name_problem(name: str) -> str | None:
@@ -64,7 +88,7 @@ def name_problem(name: str) -> str | None:
             f"'{name}' points outside the Depth Anything model folders. Put the checkpoint in one of "
             f"{', '.join(model_folders())} and choose it by its name there."
         )
-    if name in known_models() or folder_paths.get_full_path(FOLDER_NAME, name) is not None:
+    if name in known_models() or full_path(name) is not None:
         return None
     return (
         f"Model file '{name}' not found in {', '.join(model_folders())}. Put the checkpoint there (or add its folder "
@@ -80,9 +104,9 @@ def find_local(name: str) -> Path | None:
         raise FileNotFoundError(problem)
     known = known_models().get(name)
     if known is not None:
-        local = folder_paths.get_full_path(FOLDER_NAME, Path(known.filename).name)
+        local = full_path(Path(known.filename).name)
         return Path(local) if local else None
-    path = Path(folder_paths.get_full_path(FOLDER_NAME, name))
+    path = Path(full_path(name))
     # A transformers export is a folder (config.json + weights): load the folder so its config sets the family.
     if path.name in WEIGHT_FILE_NAMES and (path.parent / "config.json").is_file():
         return path.parent
@@ -97,7 +121,8 @@ def resolve(name: str) -> Path:
     """
     path = find_local(name)
     if path is None:
-        path = fetch_known_model(known_models()[name], cache_dir=download_folder())
+        known = known_models()[name]
+        path = fetch_known_model(known, cache_dir=download_folder(known.comfyui_folder))
     return path
 
 

@@ -47,15 +47,17 @@ class Workflow:
     nodes: list
 
 
-def depth_nodes(image: str, *, input_size=518, normalization="per_image", batch_size=4, tiling="off", x=0):
+def depth_nodes(
+    image: str, *, input_size=518, normalization="per_image", batch_size=4, tiling="off", x=0,
+    model_name="depth_anything_v2_vits", focal_px=0.0, resize_method="upper_bound",
+):
     """LoadImage -> loader -> estimate, the start of every workflow here (ids 1-3)."""
     return [
         Node(1, "LoadImage", {"image": image}, (x, 0)),
         Node(
             2,
             "DepthAnythingModelLoader",
-            {"model_name": "depth_anything_v2_vits", "family": "auto", "precision": "auto", "device": "auto",
-             "backend": "eager"},
+            {"model_name": model_name, "family": "auto", "precision": "auto", "device": "auto", "backend": "eager"},
             (x, 420),
         ),
         Node(
@@ -72,6 +74,8 @@ def depth_nodes(image: str, *, input_size=518, normalization="per_image", batch_
                 "tiling": tiling,
                 "tile_size": 0,
                 "overlap": 0,
+                "focal_px": focal_px,
+                "resize_method": resize_method,
             },
             (x + 380, 0),
         ),
@@ -145,6 +149,30 @@ def controlnet_workflow(
     )
 
 
+def da3_workflow() -> Workflow:
+    """Depth Anything 3 mono: depth for ControlNets (sky black, near white, as v2's maps), the sky mask, 16 bits."""
+    return Workflow(
+        "da3_depth_map",
+        [
+            *depth_nodes("example.png", input_size=504, model_name="depth_anything_3_mono_large"),
+            *preview_and_save_nodes("depth_anything/da3_depth"),
+            Node(8, "MaskToImage", {"mask": (3, 3)}, (760, 760)),
+            Node(9, "PreviewImage", {"images": (8, 0)}, (1160, 760), title="Sky"),
+            Note(
+                100,
+                "Depth Anything 3 (DA3MONO-LARGE, Apache-2.0) for depth ControlNets.\n\n"
+                "depth_anything_3_mono_large is read from models/geometry_estimation, where ComfyUI's own Depth "
+                "Anything 3 nodes keep it (downloaded there from Comfy-Org/Depth-Anything-3 on first use).\n"
+                "input_size 504 is DA3's own: its longest side (resize_method upper_bound; lower_bound sets the "
+                "shortest side and sees more of wide images).\nThe depth map is inverse depth, near = white, sky "
+                "black: it drops into the same ControlNet workflows as v2's maps. sky_mask is the sky itself.\n"
+                "For metres use depth_anything_3_metric_large and set focal_px (0: from EXIF, else a 26 mm lens).",
+                (0, 700),
+            ),
+        ],
+    )
+
+
 SD15 = dict(
     checkpoint="v1-5-pruned-emaonly.safetensors",
     controlnet="control_v11f1p_sd15_depth.pth",
@@ -186,6 +214,7 @@ def saved_depth_workflow() -> Workflow:
 
 def all_workflows() -> list[Workflow]:
     return [
+        da3_workflow(),
         Workflow(
             "depth_map",
             [

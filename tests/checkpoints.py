@@ -115,3 +115,141 @@ def write_checkpoint(path: str | Path, encoder: str = "vits", seed: int = 0, dty
     else:
         torch.save(state, path)
     return path
+
+
+# ----------------------------------------------------------------------------------- Depth Anything 3
+
+# variant: (encoder, any-view). Mono and metric share one network; any-view models add qk-norm from block 4, a
+# camera token, doubled head input tokens with a LayerNorm, two output channels (depth, confidence), no sky head.
+DA3_VARIANTS = {
+    "mono_large": ("vitl", False), "metric_large": ("vitl", False), "small": ("vits", True), "base": ("vitb", True),
+}
+DA3_HEADS = {"vits": 6, "vitb": 12, "vitl": 16}
+
+
+def da3_shapes(variant: str) -> dict[str, tuple[int, ...]]:
+    """The tensors of the depth path of an official DA3 state dict (`backbone.pretrained.*`, `head.*`), from the
+    release's configs; the any-view models' camera encoder / decoder and ray branch are left out."""
+    encoder, any_view = DA3_VARIANTS[variant]
+    dim, depth, features, out_channels = SPEC[encoder]
+    head_dim = dim // DA3_HEADS[encoder]
+    shapes: dict[str, tuple[int, ...]] = {}
+    for key, shape in official_shapes(encoder).items():
+        if key.startswith("pretrained.") and key != "pretrained.mask_token":
+            shapes["backbone." + key] = shape
+    if any_view:
+        shapes["backbone.pretrained.camera_token"] = (1, 2, dim)
+        for i in range(4, depth):
+            for part in ("q_norm", "k_norm"):
+                shapes[f"backbone.pretrained.blocks.{i}.attn.{part}.weight"] = (head_dim,)
+                shapes[f"backbone.pretrained.blocks.{i}.attn.{part}.bias"] = (head_dim,)
+    head_in = 2 * dim if any_view else dim
+    for key, shape in official_shapes(encoder).items():
+        if not key.startswith("depth_head."):
+            continue
+        if key.startswith("depth_head.scratch.refinenet4.resConfUnit1."):
+            continue  # DA3's coarsest fusion block has no skip branch
+        if key.startswith("depth_head.projects.") and key.endswith("weight"):
+            shape = (shape[0], head_in, 1, 1)
+        if key == "depth_head.scratch.output_conv2.2.weight" and any_view:
+            shape = (2, 32, 1, 1)
+        if key == "depth_head.scratch.output_conv2.2.bias" and any_view:
+            shape = (2,)
+        shapes["head." + key.removeprefix("depth_head.")] = shape
+    if any_view:
+        shapes["head.norm.weight"] = (head_in,)
+        shapes["head.norm.bias"] = (head_in,)
+    else:
+        shapes["head.scratch.sky_output_conv2.0.weight"] = (32, features // 2, 3, 3)
+        shapes["head.scratch.sky_output_conv2.0.bias"] = (32,)
+        shapes["head.scratch.sky_output_conv2.2.weight"] = (1, 32, 1, 1)
+        shapes["head.scratch.sky_output_conv2.2.bias"] = (1,)
+    return shapes
+
+
+def random_da3_tensor(key: str, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+    """A random value for one official DA3 tensor, scaled as `random_state_dict` scales v1 / v2's."""
+    if key.endswith(("norm1.weight", "norm2.weight", "norm.weight", "q_norm.weight", "k_norm.weight")):
+        return 1.0 + 0.1 * torch.randn(shape, generator=gen)
+    if key.endswith("gamma"):
+        return 0.1 + 0.4 * torch.rand(shape, generator=gen)
+    if key.endswith("bias") or len(shape) == 1:
+        return 0.02 * torch.randn(shape, generator=gen)
+    if key.endswith(("pos_embed", "cls_token", "camera_token")):
+        return 0.5 * torch.randn(shape, generator=gen)
+    fan_in = shape[0] if ("resize_layers.0" in key or "resize_layers.1" in key) else int(torch.tensor(shape[1:]).prod())
+    return torch.randn(shape, generator=gen) * (1.0 / fan_in) ** 0.5
+
+
+def random_da3_state_dict(
+    variant: str = "small", seed: int = 0, shapes: dict | None = None, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
+    """Official-layout DA3 tensors (the depth path, or every tensor of `shapes`) with sensible activations: depth
+    logits near 0 (depth = exp), and for mono / metric a sky probability that crosses the release's 0.3 threshold
+    in some places. Each tensor is cast to `dtype` as it is drawn (a large model never exists twice)."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = da3_shapes(variant) if shapes is None else shapes
+    state = {key: random_da3_tensor(key, shape, gen).to(dtype).contiguous() for key, shape in shapes.items()}
+    if "head.scratch.sky_output_conv2.2.bias" in state:
+        state["head.scratch.sky_output_conv2.2.bias"] = torch.tensor([-2.0], dtype=dtype)  # random heads lean to "sky"
+    return state
+
+
+def da3_mono_state(seed: int = 5) -> dict[str, torch.Tensor]:
+    """The DA3MONO-LARGE weights the tests share (conftest writes them as a file; the parity tests load them into
+    the release's network): seeded random, in fp16 as the file stores them."""
+    return random_da3_state_dict("mono_large", seed, dtype=torch.float16)
+
+
+def comfyui_da3_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An official DA3 state dict in the layout of ComfyUI core's DA3 network (the Comfy-Org repacks): its DINOv2
+    with transformers-style names (query / key / value apart), the head as released."""
+    out = {}
+    renames = {"cls_token": "embeddings.cls_token", "pos_embed": "embeddings.position_embeddings",
+               "camera_token": "embeddings.camera_token", "norm.weight": "layernorm.weight", "norm.bias": "layernorm.bias",
+               "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
+               "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias"}  # fmt: skip
+    for key, value in state.items():
+        if not key.startswith("backbone.pretrained."):
+            out[key] = value
+            continue
+        name = key.removeprefix("backbone.pretrained.")
+        if name in renames:
+            out["backbone." + renames[name]] = value
+            continue
+        _, index, rest = name.split(".", 2)
+        layer = f"backbone.encoder.layer.{index}."
+        if rest.startswith("attn.qkv."):
+            for part, chunk in zip(("query", "key", "value"), value.chunk(3)):
+                out[f"{layer}attention.attention.{part}.{rest.rsplit('.', 1)[1]}"] = chunk.clone()
+        else:
+            rest = (rest.replace("attn.proj.", "attention.output.dense.").replace("attn.q_norm.", "attention.q_norm.")
+                    .replace("attn.k_norm.", "attention.k_norm.").replace("ls1.gamma", "layer_scale1.lambda1")
+                    .replace("ls2.gamma", "layer_scale2.lambda1"))  # fmt: skip
+            out[layer + rest] = value
+    return out
+
+
+def write_da3_checkpoint(
+    path: str | Path, variant: str = "small", seed: int = 0, *, layout: str = "official",
+    state: dict[str, torch.Tensor] | None = None, dtype: torch.dtype = torch.float32,
+) -> Path:
+    """Write a random DA3 checkpoint: layout "official" (the release's keys), "hf" (under `model.`, as the Hub's
+    model.safetensors) or "comfyui" (Comfy-Org's repack layout). The format follows the suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = random_da3_state_dict(variant, seed) if state is None else state
+    if layout == "comfyui":
+        state = comfyui_da3_names(state)
+    elif layout == "hf":
+        state = {"model." + k: v for k, v in state.items()}
+    elif layout != "official":
+        raise ValueError(f"unknown layout {layout!r}")
+    state = {k: v.to(dtype).contiguous() for k, v in state.items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path

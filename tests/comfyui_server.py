@@ -29,7 +29,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACK_LINK_NAME = "depth_anything_preprocessor_under_test"
 # Folders of the scratch models tree, each registered with ComfyUI under the same name.
-MODEL_FOLDERS = ("depth_anything", "checkpoints", "controlnet", "vae", "vae_approx", "clip", "unet")
+MODEL_FOLDERS = (
+    "depth_anything", "geometry_estimation", "checkpoints", "controlnet", "vae", "vae_approx", "clip", "unet",
+)
 START_TIMEOUT_S = 300
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from depth_anything import DepthAnything, colorize, normalize
+from depth_anything import DepthAnything, DepthModel, colorize, condition, normalize
 from depth_anything.postprocess import to_uint16
 from depth_anything.tiling import tile_grid
 from checkpoints import write_checkpoint
@@ -29,7 +29,7 @@ OUR_NODES = {
     "DepthAnythingModelLoader": ["model_name", "family", "precision", "device", "backend"],
     "DepthAnythingEstimate": [
         "model", "image", "input_size", "normalization", "invert", "gamma", "batch_size", "tiling", "tile_size",
-        "overlap",
+        "overlap", "focal_px", "resize_method",
     ],
     "DepthAnythingAllInOne": ["image", "model_name", "input_size", "normalization", "tiling"],
     "DepthAnythingColorize": ["depth", "colormap"],
@@ -97,7 +97,20 @@ def sd15_models(comfyui) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
-def workflow_stand_ins(comfyui, depth_checkpoint, input_images):
+def da3_checkpoints(comfyui, da3_mono_path) -> dict[str, Path]:
+    """The random DA3MONO-LARGE repack in models/geometry_estimation, where ComfyUI core keeps it, also named as
+    the metric model (one network, two families); links, so no copy of the 0.67 GB file is made."""
+    folder = comfyui.models_dir / "geometry_estimation"
+    links = {}
+    for name in ("depth_anything_3_mono_large.safetensors", "depth_anything_3_metric_large.safetensors"):
+        links[name] = folder / name
+        if not links[name].exists():
+            links[name].symlink_to(da3_mono_path)
+    return links
+
+
+@pytest.fixture(scope="session")
+def workflow_stand_ins(comfyui, depth_checkpoint, input_images, da3_checkpoints):
     """Empty files under the diffusion model names the shipped workflows use, so that they pass validation;
     loading them fails at once in ComfyUI's own loader, which ends the run without sampling at 1024 px on a CPU."""
     for folder, name in (
@@ -478,7 +491,7 @@ def test_every_workflow_comes_in_both_formats():
     names = {p.stem for p in api_workflows()}
     assert names == {p.stem for p in ui_workflows()}
     assert {"depth_map", "sd15_depth_controlnet", "sdxl_depth_controlnet", "highres_tiled_depth",
-            "video_frames_depth", "saved_depth_controlnet"} <= names  # fmt: skip
+            "video_frames_depth", "saved_depth_controlnet", "da3_depth_map"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", api_workflows(), ids=lambda p: p.stem)
@@ -791,3 +804,46 @@ def test_saved_depth_workflow_reloads_depth_and_feeds_it_to_the_controlnet(
     direct = json.loads(json.dumps(prompt))
     direct[ids["ControlNetApplyAdvanced"]]["inputs"]["image"] = [ids["DepthAnythingEstimate"], 0]
     assert np.array_equal(sampled(direct), from_file)  # the reloaded depth is the estimate's, as a hint
+
+
+# ------------------------------------------------------------------------------------------ Depth Anything 3
+
+
+def da3_prompt(model_name: str, **estimate) -> dict:
+    """depth_prompt with a DA3 model, and the sky mask saved as an image (node 7)."""
+    prompt = depth_prompt(model_name=model_name, **estimate)
+    prompt["6"] = {"class_type": "MaskToImage", "inputs": {"mask": ["3", 3]}}
+    prompt["7"] = {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "tests/sky"}}
+    return prompt
+
+
+def test_da3_files_in_geometry_estimation_give_the_library_depth_and_sky(comfyui, da3_checkpoints, input_images):
+    info = comfyui.get("/object_info/DepthAnythingModelLoader")["DepthAnythingModelLoader"]
+    choices = info["input"]["required"]["model_name"][0]
+    assert {"depth_anything_3_mono_large.safetensors", "depth_anything_3_metric_large.safetensors"} <= set(choices)
+    assert {"depth_anything_3_mono_large", "depth_anything_3_small"} <= set(choices)  # known names too
+
+    # the known name finds the file core's nodes use: no download, no second copy
+    outputs = comfyui.run(da3_prompt("depth_anything_3_mono_large", normalization="percentile"))
+    model = DepthModel.from_pretrained(da3_checkpoints["depth_anything_3_mono_large.safetensors"], device="cpu")
+    depth, sky = model.infer(read_image(input_images["scene.png"]), input_size=SIZE, return_sky=True)
+    assert 0 < sky.mean() < 1
+    (png16,) = comfyui.output_files(outputs, "5")
+    np.testing.assert_allclose(np.load(png16.with_suffix(".npy")), depth[0].numpy(), rtol=1e-4)  # relative depth
+    expected = condition(depth, kind="relative_depth", normalize="percentile", far_mask=sky)[0].numpy()
+    png = saved_png(comfyui, outputs)[..., 0].astype(int)
+    assert np.abs(png - expected * 255).max() <= 1.0 and png[sky[0].bool().numpy()].max() == 0  # sky black
+    assert (saved_png(comfyui, outputs, "7")[..., 0] == sky[0].numpy() * 255).all()
+    assert not (comfyui.models_dir / "depth_anything" / "depth_anything_3_mono_large.safetensors").exists()
+
+
+def test_da3_metric_node_takes_the_focal_length(comfyui, da3_checkpoints, input_images):
+    name = "depth_anything_3_metric_large.safetensors"
+    outputs = comfyui.run(da3_prompt(name, focal_px=420.0, resize_method="lower_bound"))
+    model = DepthModel.from_pretrained(da3_checkpoints[name], device="cpu")
+    lower = model.family.preprocessing.with_method("lower_bound")
+    metres = model.infer(read_image(input_images["scene.png"]), input_size=SIZE, focal_px=420.0, preprocessing=lower)
+    (png16,) = comfyui.output_files(outputs, "5")
+    np.testing.assert_allclose(np.load(png16.with_suffix(".npy")), metres[0].numpy(), rtol=1e-4)
+    v2 = comfyui.run(da3_prompt(MODEL_FILE))  # v1 / v2 models: an empty sky, the same depth as without these inputs
+    assert saved_png(comfyui, v2, "7").max() == 0

@@ -72,10 +72,11 @@ class RenderOptions:
         """What decides the outputs' content, for the run's settings record (`check_settings`)."""
         return {name: value for name, value in vars(self).items() if name != "about"}
 
-    def own_range(self, depth: torch.Tensor) -> DepthRange:
-        """The range one map is rendered over in a single-pass run (its own, or its percentile range)."""
+    def own_range(self, depth: torch.Tensor, far_mask: torch.Tensor | None = None) -> DepthRange:
+        """The range one map is rendered over in a single-pass run (its own, or its percentile range; `far_mask`
+        pixels, the sky, left out)."""
         mode = "per_image" if self.normalize == "batch" else self.normalize
-        return value_ranges(depth, kind=self.kind, normalize=mode)[0]
+        return value_ranges(depth, kind=self.kind, normalize=mode, far_mask=far_mask)[0]
 
     def metadata(self, size: tuple[int, int], value_range: DepthRange | None) -> DepthMetadata | None:
         """What a png16 / npy / exr output of this size, rendered over `value_range`, records; None for pictures."""
@@ -85,27 +86,38 @@ class RenderOptions:
         base = replace(base, kind=self.kind, normalize=self.normalize, near_white=not self.invert, gamma=self.gamma)
         return for_map(base, "raw" if self.format in RAW_FORMATS else "levels", size, value_range)
 
-    def unit(self, depth: torch.Tensor, value_range: DepthRange | None = None) -> torch.Tensor:
-        """The [0, 1] map of `depth`: over `value_range` when given, else over its own range."""
+    def unit(
+        self, depth: torch.Tensor, value_range: DepthRange | None = None, far_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The [0, 1] map of `depth`: over `value_range` when given, else over its own range; `far_mask` (the sky)
+        far."""
         mode = "per_image" if self.normalize == "batch" else self.normalize
         return condition(
-            depth, kind=self.kind, normalize=mode, invert=self.invert, gamma=self.gamma, value_range=value_range
+            depth, kind=self.kind, normalize=mode, invert=self.invert, gamma=self.gamma, value_range=value_range,
+            far_mask=far_mask,
         )
 
 
 @dataclass
 class QuantizedDepth:
     """A depth map kept compactly between the two passes of a shared-range run: its near-bright values in 16
-    bits across their own range, plus that range (2 bytes per pixel)."""
+    bits across their own range, plus that range (2 bytes per pixel). Level 0 marks infinitely far pixels (a
+    far mask: the sky), which come back as NaN, far in every range; the values use levels 1-65535."""
 
     levels: np.ndarray  # uint16 (H, W)
     low: float
     high: float
 
     @classmethod
-    def from_depth(cls, depth: torch.Tensor, kind: str = "disparity") -> "QuantizedDepth":
-        own = DepthRange().update(depth, kind)
-        levels = quantize(condition(near_bright(depth, kind), value_range=own), 16)
+    def from_depth(
+        cls, depth: torch.Tensor, kind: str = "disparity", far_mask: torch.Tensor | None = None
+    ) -> "QuantizedDepth":
+        values = near_bright(depth, kind)
+        if far_mask is not None:
+            values = values.masked_fill(far_mask > 0.5, torch.nan)
+        own = DepthRange().update(values)
+        unit = condition(values, value_range=own).double().numpy()  # one rounding, straight to levels 1-65535
+        levels = np.where(np.isfinite(values.numpy()), 1 + np.round(unit * 65534), 0).astype(np.uint16)
         return cls(levels, own.low, own.high)
 
     @property
@@ -113,9 +125,11 @@ class QuantizedDepth:
         return DepthRange(self.low, self.high)
 
     def values(self) -> torch.Tensor:
-        """The near-bright values back, to 1/65535 of the map's own range."""
-        own = torch.from_numpy(self.levels.astype(np.float32)) / 65535.0
-        return self.low + own * (self.high - self.low) if self.high > self.low else torch.full_like(own, self.low)
+        """The near-bright values back, to 1/65534 of the map's own range; NaN where far."""
+        levels = torch.from_numpy(self.levels.astype(np.float32))
+        own = (levels - 1) / 65534.0
+        values = self.low + own * (self.high - self.low) if self.high > self.low else torch.full_like(own, self.low)
+        return values.masked_fill(levels == 0, torch.nan)
 
     def save(self, file: BinaryIO) -> None:
         np.savez(file, levels=self.levels, range=np.array([self.low, self.high], dtype=np.float64))
@@ -158,13 +172,17 @@ def render(unit: torch.Tensor, image: np.ndarray | None, options: RenderOptions)
 
 
 def output_array(
-    depth: torch.Tensor, image: np.ndarray | None, options: RenderOptions, value_range: DepthRange | None = None
+    depth: torch.Tensor,
+    image: np.ndarray | None,
+    options: RenderOptions,
+    value_range: DepthRange | None = None,
+    far_mask: torch.Tensor | None = None,
 ) -> np.ndarray:
     """One input's output from its own depth: the raw float32 map for npy / exr, else `render` over
-    `value_range` (by default its own range)."""
+    `value_range` (by default its own range), `far_mask` (e.g. the sky) far."""
     if options.format in RAW_FORMATS:
         return depth.float().numpy()
-    return render(options.unit(depth, value_range), image, options)
+    return render(options.unit(depth, value_range, far_mask=far_mask), image, options)
 
 
 def write_encoded(file: BinaryIO, array: np.ndarray, suffix: str, metadata: DepthMetadata | None = None) -> None:

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..conditioning import DepthRange
 from ..files import remove_stale_partials, write_atomic
-from ..images import image_size, preview_rgb, read_image
+from ..images import exif_focal_px, image_size, preview_rgb, read_image
 from ..pipeline import NetworkBatch, PreparedImage, prepare_image
 from ..work import check_work, device_speed
 from .budget import MemoryBudget, image_cost
@@ -45,12 +44,18 @@ class InferenceSettings:
     tiled: str = "off"  # "off" | "on" | "auto"
     tile: int | None = None
     overlap: int | None = None
+    focal_px: float | None = None  # the camera's focal length in pixels, for Depth Anything 3 metric
+    resize_method: str | None = None  # Depth Anything 3's upper_bound / lower_bound (None: the family's)
 
     def infer_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(input_size=self.input_size, max_size=self.max_size)
         if self.tiled != "off":  # only tiling-aware versions of infer know these keywords
             kwargs.update(tiled=True if self.tiled == "on" else "auto", tile=self.tile, overlap=self.overlap)
         return kwargs
+
+    def preprocessing(self, model):
+        """The model's pre-processing rule with this run's resize method."""
+        return model.family.preprocessing.with_method(self.resize_method)
 
 
 @dataclass(frozen=True)
@@ -104,13 +109,26 @@ def each_alone_on_failure(run: Callable[[list], list], items: Sequence) -> list:
     return results
 
 
-def predict(model, arrays: Sequence[np.ndarray], settings: InferenceSettings) -> list[torch.Tensor | Exception]:
-    """Depth at full size for same-size images through `DepthModel.infer` (tiled or not)."""
+Maps = tuple  # (depth (H, W), sky mask (H, W) or None): what the model gives for one image
 
-    def run(batch: list[np.ndarray]) -> list[torch.Tensor]:
-        return list(model.infer(batch, batch_size=settings.batch_size, **settings.infer_kwargs()))
 
-    return each_alone_on_failure(run, arrays)
+def predict(
+    model, arrays: Sequence[np.ndarray], settings: InferenceSettings, focals: Sequence[float | None] | None = None
+) -> list[Maps | Exception]:
+    """(depth, sky mask or None) at full size for same-size images through `DepthModel.infer` (tiled or not);
+    `focals`: each image's focal length in pixels (default: the run's)."""
+    focals = [settings.focal_px] * len(arrays) if focals is None else list(focals)
+
+    def run(items: list[tuple[np.ndarray, float | None]]) -> list[Maps]:
+        images, focal_px = [a for a, _ in items], [f for _, f in items]
+        out = model.infer(
+            images, batch_size=settings.batch_size, focal_px=focal_px, return_sky=model.has_sky,
+            preprocessing=settings.preprocessing(model), **settings.infer_kwargs(),
+        )
+        depth, sky = out if model.has_sky else (out, [None] * len(images))
+        return list(zip(depth, sky))
+
+    return each_alone_on_failure(run, list(zip(arrays, focals)))
 
 
 def _describe(exc: BaseException) -> str:
@@ -285,6 +303,7 @@ class _Loaded:
     array: np.ndarray | None  # as read; kept for side-by-side output and for tiling
     size: tuple[int, int]  # (H, W) the depth is returned at
     prepared: PreparedImage | None = None  # the prepare stage's output; None when tiling
+    focal_px: float | None = None  # the run's focal length, else the photo's EXIF one
 
 
 class ImageJob:
@@ -307,36 +326,47 @@ class ImageJob:
 
     def _load(self, task: Task) -> tuple[tuple, _Loaded]:
         array = read_image(task.source)
+        focal = self.settings.focal_px or exif_focal_px(task.source)
         if self.settings.tiled != "off":  # the tiling engine takes whole images, grouped by their size
-            return ("image", *array.shape[:2]), _Loaded(array, array.shape[:2])
+            return ("image", *array.shape[:2]), _Loaded(array, array.shape[:2], focal_px=focal)
         settings = dict(input_size=self.settings.input_size, max_size=self.settings.max_size)
         check_work(self.model, [array.shape[:2]], **settings)  # tiled runs are checked by infer
-        prepared = prepare_image(array, self.model.family.preprocessing, device=self.model.device, **settings)
+        prepared = prepare_image(
+            array, self.settings.preprocessing(self.model), device=self.model.device, focal_px=focal, **settings
+        )
         keep = array if self.options.needs_image else None  # the side-by-side picture shows it
         return ("network", *prepared.net_size), _Loaded(keep, prepared.size, prepared)
 
-    def _compute(self, loaded: list[_Loaded]) -> list[torch.Tensor | Exception]:
+    def _compute(self, loaded: list[_Loaded]) -> list[Maps | Exception]:
         if loaded[0].prepared is None:
-            return predict(self.model, [item.array for item in loaded], self.settings)
+            return predict(self.model, [item.array for item in loaded], self.settings, [i.focal_px for i in loaded])
 
-        def run(items: list[_Loaded]) -> list[torch.Tensor]:
-            return list(self.model.predict(NetworkBatch.collate([item.prepared for item in items])))
+        def run(items: list[_Loaded]) -> list[Maps]:
+            depth, sky = self.model.predict_maps(NetworkBatch.collate([item.prepared for item in items]))
+            return list(zip(depth, [None] * len(items) if sky is None else sky))
 
         return each_alone_on_failure(run, loaded)
 
-    def _depth(self, loaded: _Loaded, prediction: torch.Tensor) -> torch.Tensor:
+    def _maps(self, loaded: _Loaded, prediction: Maps) -> Maps:
+        """(depth, sky mask or None) at the image's size."""
+        depth, sky = prediction
         if loaded.prepared is None:  # tiled: already at full size
-            return prediction
-        return self.model.restore(prediction[None], [loaded.size])[0]
+            return depth, sky
+        depth = self.model.restore(depth[None], [loaded.size])[0]
+        if sky is not None:
+            sky = self.model.sky_mask(self.model.restore(sky[None], [loaded.size])[0])
+        return depth, sky
 
-    def _write_output(self, task: Task, loaded: _Loaded, prediction: torch.Tensor) -> None:
+    def _write_output(self, task: Task, loaded: _Loaded, prediction: Maps) -> None:
         image = preview_rgb(loaded.array) if self.options.needs_image else None
-        depth = self._depth(loaded, prediction)
-        own = self.options.own_range(depth)
-        save(task.output, output_array(depth, image, self.options, own), self.options.metadata(depth.shape, own))
+        depth, sky = self._maps(loaded, prediction)
+        own = self.options.own_range(depth, far_mask=sky)
+        output = output_array(depth, image, self.options, own, far_mask=sky)
+        save(task.output, output, self.options.metadata(depth.shape, own))
 
-    def _write_store(self, task: Task, loaded: _Loaded, prediction: torch.Tensor) -> None:
-        stored = QuantizedDepth.from_depth(self._depth(loaded, prediction), self.options.kind)
+    def _write_store(self, task: Task, loaded: _Loaded, prediction: Maps) -> None:
+        depth, sky = self._maps(loaded, prediction)
+        stored = QuantizedDepth.from_depth(depth, self.options.kind, far_mask=sky)
         write_atomic(task.store, stored.save)
 
     def run(

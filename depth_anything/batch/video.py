@@ -194,13 +194,14 @@ def _batches(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarra
         yield batch
 
 
-def _depths(model, frames: Iterable[np.ndarray], settings: InferenceSettings) -> Iterator[tuple[np.ndarray, "object"]]:
-    """(frame, depth) pairs, frames decoded in the background and run through the model in batches."""
+def _depths(model, frames: Iterable[np.ndarray], settings: InferenceSettings) -> Iterator[tuple]:
+    """(frame, depth, sky mask or None) triples, frames decoded in the background and run through the model in
+    batches."""
     for batch in _batches(_background(frames, 2 * settings.batch_size), settings.batch_size):
-        for frame, depth in zip(batch, predict(model, batch, settings)):
-            if isinstance(depth, Exception):
-                raise depth
-            yield frame, depth
+        for frame, maps in zip(batch, predict(model, batch, settings)):
+            if isinstance(maps, Exception):
+                raise maps
+            yield frame, *maps
 
 
 def video_depth(
@@ -252,8 +253,8 @@ def video_depth(
 
         def single_pass() -> Iterator[np.ndarray]:
             with _Clip(source) as clip:
-                for frame, depth in _depths(model, map(checked, clip), settings):
-                    yield render(options.unit(depth), preview_rgb(frame), options)
+                for frame, depth, sky in _depths(model, map(checked, clip), settings):
+                    yield render(options.unit(depth, far_mask=sky), preview_rgb(frame), options)
                     tick(1)
 
         write_atomic(output, lambda file: encode(file, single_pass()))
@@ -263,8 +264,8 @@ def video_depth(
     ranges: list[DepthRange] = []
     try:
         with open(store, "wb") as kept, _Clip(source) as clip:
-            for _, depth in _depths(model, map(checked, clip), settings):
-                quantized = QuantizedDepth.from_depth(depth, options.kind)
+            for _, depth, sky in _depths(model, map(checked, clip), settings):
+                quantized = QuantizedDepth.from_depth(depth, options.kind, far_mask=sky)
                 kept.write(quantized.levels.tobytes())
                 ranges.append(quantized.range)
                 tick(1)

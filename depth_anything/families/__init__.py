@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..loading import Checkpoint
     from ..model import DepthModel
 
-BUILTIN = ("depth_anything",)  # modules of this package that register families, in priority order
+BUILTIN = ("depth_anything_3", "depth_anything")  # modules of this package that register families, in priority order
 
 
 class ModelFamily:
@@ -44,6 +44,7 @@ class ModelFamily:
         max_depth: metres at the top of a metric model's output range (None for relative families).
         temporal: the network sees clips, not single frames (`DepthModel.infer_video` runs its own windows);
             surfaces route videos and frame batches of such a family to `infer_video`.
+        uses_focal_length: the output's scale depends on the camera's focal length (`focal_px` options).
     """
 
     name: str = ""
@@ -56,6 +57,7 @@ class ModelFamily:
     name_pattern: str | None = None
     max_depth: float | None = None
     temporal: bool = False
+    uses_focal_length: bool = False
 
     @property
     def is_metric(self) -> bool:

@@ -103,8 +103,15 @@ def metadata(model, dtype: torch.dtype, sizes: Sequence[tuple[int, int]] | None,
         "shape": "dynamic" if dynamic else "static",  # static: the one size in "sizes" only
         "sizes": ",".join(f"{h}x{w}" for h, w in sizes or ()),  # the sizes it was exported for and checked at
         "input": f"{INPUT_NAME}: (N, 3, H, W) float32, RGB in [0, 1] normalised with mean and std, H and W multiples of 14",
-        "output_name": f"{OUTPUT_NAME}: (N, H, W) float32, {model.output_kind}",
+        "output_name": f"{OUTPUT_NAME}: {output_layout(model)} float32, {model.output_kind}",
     }
+
+
+def output_layout(model) -> str:
+    """The file's output shape in words: (N, H, W), or (N, C, H, W) with the channels named (Depth Anything 3's
+    raw depth and sky probability: its sky rule and metres are applied by the library, after the network)."""
+    channels = getattr(model, "output_channels", None)
+    return f"(N, {len(channels)}: {' / '.join(channels)}, H, W)" if channels else "(N, H, W)"
 
 
 def onnx_bytes(
@@ -121,7 +128,9 @@ def onnx_bytes(
     example = torch.zeros(1, 3, height, width)
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
     if static_size is None:
-        axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 1: "height", 2: "width"}}
+        rows = 2 if getattr(model, "output_channels", None) else 1  # (N, C, H, W) or (N, H, W)
+        axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                OUTPUT_NAME: {0: "batch", rows: "height", rows + 1: "width"}}  # fmt: skip
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # The tracer warns about the size checks it turns into constants, and about itself being the older

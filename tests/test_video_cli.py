@@ -1,0 +1,224 @@
+"""Videos through the `depth-anything` command: real H.264 files made with PyAV (tests/videos.py) with sound,
+rotation side data, a variable frame rate, odd sides and a damaged packet; resuming an interrupted video; and
+every output (depth video, 16-bit frames, raw npy) against the library's own depth of the decoded frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from depth_anything import cli
+from depth_anything.batch import video
+from depth_anything.batch.video import VIDEO_STORE_FOLDER
+from depth_anything.conditioning import condition
+from depth_anything.postprocess import to_uint8, to_uint16
+from test_cli import run_main
+from videos import clip_frames, damage_packet, make_video, read_video
+
+SIZE = 56  # network input: tiny, so the model runs in milliseconds
+
+
+def decoded_upright(path: Path, quarter_turns: int = 0) -> list[np.ndarray]:
+    """The frames of a test video as the command sees them: decoded, then turned as players show them."""
+    return [np.ascontiguousarray(np.rot90(f, quarter_turns)) for f in read_video(path).frames]
+
+
+def png_frames(folder: Path) -> dict[str, np.ndarray]:
+    return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))}
+
+
+def store_is_gone(outdir: Path) -> bool:
+    return not (outdir / VIDEO_STORE_FOLDER).exists()
+
+
+# ------------------------------------------------------------------------------------------- outputs
+
+
+def test_phone_clip_becomes_an_upright_depth_video_with_its_sound_and_timing(tmp_path, v2_vits_path, v2_vits,
+                                                                             monkeypatch, capsys):
+    make_video(tmp_path / "phone.mp4", clip_frames(9), Fraction(30000, 1001), rotation=90, audio_seconds=0.3)
+    out, _ = run_main("--checkpoint", v2_vits_path, "--video-path", "phone.mp4", "--outdir", "out", "--input-size",
+                      SIZE, "--pred-only", "--grayscale", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+                      check_rc=0)
+    assert "rotated 90 degrees" in out
+    source, written = read_video(tmp_path / "phone.mp4"), read_video(tmp_path / "out" / "phone.mp4")
+    assert written.rate == Fraction(30000, 1001) and len(written.frames) == 9
+    assert written.frames[0].shape[:2] == (64, 48)  # stored landscape, shown portrait: turned in the pixels
+    assert set(written.rotations) == {0}
+    seconds = lambda video: [p * video.time_base for p in video.pts]  # noqa: E731
+    assert seconds(written) == seconds(source)  # every frame at its source time: in sync with the sound
+    assert written.audio_codec == "aac" and abs(written.audio_seconds - source.audio_seconds) < 1e-3
+
+    # +90 degrees counter-clockwise side data: shown turned counter-clockwise (ffmpeg: transpose=cclock)
+    depth = v2_vits.infer(decoded_upright(tmp_path / "phone.mp4", 1), input_size=SIZE)
+    expected = to_uint8(condition(depth, normalize="batch")).astype(float)
+    got = np.stack([f[..., 0] for f in written.frames]).astype(float)
+    assert np.abs(got - expected).mean() < 3  # H.264 + YUV rounding only
+    assert store_is_gone(tmp_path / "out")
+
+
+def test_png16_frames_and_npy_of_a_clip_share_its_range(tmp_path, v2_vits_path, v2_vits, monkeypatch, capsys):
+    make_video(tmp_path / "clip.mp4", clip_frames(7), Fraction(24))
+    common = ["--checkpoint", v2_vits_path, "--video-path", "clip.mp4", "--input-size", SIZE]
+    for fmt in ("png16", "npy"):
+        run_main(*common, "--format", fmt, "--outdir", fmt, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+                 check_rc=0)
+
+    raw = v2_vits.infer(decoded_upright(tmp_path / "clip.mp4"), input_size=SIZE)
+    npy = np.load(tmp_path / "npy" / "clip.npy")
+    assert npy.dtype == np.float32 and npy.shape == (7, 48, 64)
+    torch.testing.assert_close(torch.from_numpy(npy), raw, rtol=1e-5, atol=1e-5 * float(raw.abs().max()))
+
+    frames = png_frames(tmp_path / "png16" / "clip_frames")
+    assert list(frames) == [f"{i:06d}.png" for i in range(7)]
+    expected = to_uint16(condition(raw, normalize="batch"))
+    for name, want in zip(frames, expected):
+        assert frames[name].dtype == np.uint16 and frames[name].shape == (48, 64)
+        assert np.abs(frames[name].astype(int) - want.astype(int)).max() <= 2  # 16-bit store, rendered again
+    assert not all(f.min() == 0 and f.max() == 65535 for f in frames.values())  # one range for the clip
+    assert store_is_gone(tmp_path / "png16") and store_is_gone(tmp_path / "npy")
+
+
+def test_odd_sized_clip_with_a_variable_frame_rate_keeps_size_and_timestamps(tmp_path, v2_vits_path, v2_vits,
+                                                                             monkeypatch, capsys):
+    pts = [0, 1, 2, 5, 6, 11]  # 1/30 s steps with gaps: a variable frame rate
+    make_video(tmp_path / "vfr.mp4", clip_frames(6, 33, 47), Fraction(30), pts=pts)
+    common = ["--checkpoint", v2_vits_path, "--video-path", "vfr.mp4", "--input-size", SIZE]
+    out, _ = run_main(*common, "--pred-only", "--outdir", "mp4", cwd=tmp_path, monkeypatch=monkeypatch,
+                      capsys=capsys, check_rc=0)
+    assert "variable frame rate" in out
+    run_main(*common, "--format", "png16", "--outdir", "png16", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+             check_rc=0)
+
+    written = read_video(tmp_path / "mp4" / "vfr.mp4")
+    assert [p * written.time_base for p in written.pts] == [Fraction(p, 30) for p in pts]
+    assert written.frames[0].shape == (34, 48, 3)  # 4:2:0 video: the odd sides padded by one row / column
+    frames = png_frames(tmp_path / "png16" / "vfr_frames")
+    assert len(frames) == 6 and {f.shape for f in frames.values()} == {(33, 47)}  # exact size
+    raw = v2_vits.infer(decoded_upright(tmp_path / "vfr.mp4"), input_size=SIZE)
+    expected = to_uint16(condition(raw, normalize="batch"))
+    assert max(np.abs(f.astype(int) - e.astype(int)).max() for f, e in zip(frames.values(), expected)) <= 2
+
+
+def test_a_damaged_frame_is_skipped_and_reported(tmp_path, v2_vits_path, monkeypatch, capsys):
+    make_video(tmp_path / "damaged.mp4", clip_frames(10), Fraction(25), intra_only=True)
+    damage_packet(tmp_path / "damaged.mp4", 4)
+    common = ["--checkpoint", v2_vits_path, "--video-path", "damaged.mp4", "--input-size", SIZE]
+    out, _ = run_main(*common, "--format", "png16", "--outdir", "png16", cwd=tmp_path, monkeypatch=monkeypatch,
+                      capsys=capsys, check_rc=0)
+    assert "frame 4 (0.16 s) could not be decoded" in out and "skipped" in out
+    names = set(png_frames(tmp_path / "png16" / "damaged_frames"))
+    assert names == {f"{i:06d}.png" for i in range(10) if i != 4}  # the others keep their numbers
+
+    run_main(*common, "--pred-only", "--outdir", "mp4", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+             check_rc=0)
+    written = read_video(tmp_path / "mp4" / "damaged.mp4")
+    assert [p * written.time_base for p in written.pts] == [Fraction(i, 25) for i in range(10) if i != 4]
+
+
+@pytest.mark.parametrize("count", [1, 5])
+def test_clips_shorter_than_a_window(tmp_path, v2_vits_path, v2_vits, monkeypatch, capsys, count):
+    make_video(tmp_path / "short.mp4", clip_frames(count), Fraction(25))
+    run_main("--checkpoint", v2_vits_path, "--video-path", "short.mp4", "--outdir", "out", "--input-size", SIZE,
+             "--format", "npy", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
+    raw = v2_vits.infer(decoded_upright(tmp_path / "short.mp4"), input_size=SIZE)
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "short.npy"), raw.numpy(), rtol=1e-5,
+                               atol=1e-5 * float(raw.abs().max()))  # batches of other sizes: float rounding
+
+
+def test_bad_videos_fail_clearly_without_output(tmp_path, v2_vits_path, monkeypatch, capsys):
+    import av
+
+    container = av.open(str(tmp_path / "empty.mp4"), "w")  # a header, not a single frame
+    stream = container.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    container.start_encoding()
+    container.close()
+    (tmp_path / "noise.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    make_video(tmp_path / "ok.mp4", clip_frames(3), Fraction(25))
+    out, _ = run_main("--checkpoint", v2_vits_path, "--video-path", "empty.mp4", "noise.mp4", "ok.mp4", "--outdir",
+                      "out", "--input-size", SIZE, "--pred-only", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
+                      check_rc=1)
+    assert "1 written" in out and "2 failed" in out
+    assert "empty.mp4: the file has no video stream" in out and "noise.mp4: cannot open video" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".depth-anything.json", "ok.mp4"]
+
+
+def test_a_video_given_as_an_image_is_pointed_to_video_path(tmp_path, v2_vits_path, monkeypatch, capsys):
+    make_video(tmp_path / "clip.mp4", clip_frames(2), Fraction(25))
+    (tmp_path / "folder").mkdir()
+    make_video(tmp_path / "folder" / "inside.mov", clip_frames(2), Fraction(25))
+    Image.fromarray(clip_frames(1)[0]).save(tmp_path / "folder" / "photo.png")
+    out, err = run_main("--checkpoint", v2_vits_path, "--img-path", "clip.mp4", "folder", "--outdir", "out",
+                        "--input-size", SIZE, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=1)
+    assert "clip.mp4: this is a video: pass it with --video-path" in out
+    assert "1 of them are videos: pass them with --video-path" in err  # the walked folder's inside.mov
+    assert (tmp_path / "out" / "photo.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------- resuming
+
+
+def _interrupt_after(monkeypatch, frames: int) -> list[int]:
+    """Ctrl-C once the model has finished `frames` frames, as a user would press it; returns the counts seen."""
+    seen: list[int] = []
+
+    def count(self, n):
+        seen.append(n)
+        if sum(seen) >= frames:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli._Progress, "frames", count)
+    return seen
+
+
+def _count_frames(monkeypatch) -> list[int]:
+    seen: list[int] = []
+    monkeypatch.setattr(cli._Progress, "frames", lambda self, n: seen.append(n))
+    return seen
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_an_interrupted_video_resumes_after_its_last_finished_chunk(tmp_path, v2_vits_path, monkeypatch, capsys):
+    monkeypatch.setattr(video, "CHUNK_FRAMES", 4)
+    make_video(tmp_path / "clip.mp4", clip_frames(11), Fraction(25))
+    args = ["--checkpoint", str(v2_vits_path), "--video-path", "clip.mp4", "--outdir", "out", "--input-size",
+            str(SIZE), "--format", "npy", "--batch-size", "2"]
+    monkeypatch.chdir(tmp_path)
+
+    _interrupt_after(monkeypatch, 6)  # chunk 0 (frames 0-3) finished, chunk 1 half done
+    assert cli.main(args) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "clip.npy").exists()
+    store = tmp_path / "out" / VIDEO_STORE_FOLDER / "clip"
+    assert (store / "chunk_000000.json").is_file() and not (store / "chunk_000001.json").exists()
+
+    computed = _count_frames(monkeypatch)
+    out, err = run_main(*args, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
+    assert "resume where an interrupted run stopped" in err and "resumed after frame 4" in out
+    assert sum(computed) == 11 - 4  # the model ran on the frames that were not stored only
+    assert store_is_gone(tmp_path / "out")
+
+    run_main(*args[:5], "fresh", *args[6:], cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
+    resumed, fresh = np.load(tmp_path / "out" / "clip.npy"), np.load(tmp_path / "fresh" / "clip.npy")
+    np.testing.assert_allclose(resumed, fresh, rtol=1e-5, atol=1e-6)  # per-frame models resume exactly
+
+    # --overwrite stopped half-way never touches the finished file; run again, it is replaced when complete
+    before = digest(tmp_path / "out" / "clip.npy")
+    _interrupt_after(monkeypatch, 6)
+    assert cli.main([*args, "--overwrite"]) == 130
+    capsys.readouterr()
+    assert digest(tmp_path / "out" / "clip.npy") == before
+    _count_frames(monkeypatch)
+    run_main(*args, "--overwrite", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "clip.npy"), fresh, rtol=1e-5, atol=1e-6)

@@ -1,7 +1,7 @@
 """The DPT depth head of Depth Anything.
 
-Module and parameter names follow the official checkpoints (`depth_head.*`), so a released state dict loads
-without renaming.
+Module and parameter names follow the official checkpoints (`depth_head.*`; Video Depth Anything's `head.*` adds
+temporal modules around the same layers), so a released state dict loads without renaming.
 """
 
 from __future__ import annotations
@@ -84,13 +84,19 @@ class DPTHead(nn.Module):
         )
         self.scratch = Scratch(out_channels, features, metric)
 
+    def project(self, i: int, tokens: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
+        """Tap `i`'s tokens (B, patch_h * patch_w, C) -> its 1x1 projection (B, out_channels[i], patch_h, patch_w)."""
+        return self.projects[i](rearrange(tokens, "b (h w) c -> b c h w", h=patch_h, w=patch_w))
+
+    def output(self, path: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
+        """The finest fused map -> (B, 1, 14 patch_h, 14 patch_w): reduce, upsample to the input size, predict."""
+        out = self.scratch.output_conv1(path)
+        out = F.interpolate(out, size=(patch_h * 14, patch_w * 14), mode="bilinear", align_corners=True)
+        return self.scratch.output_conv2(out)
+
     def forward(self, tokens: list[torch.Tensor], patch_h: int, patch_w: int) -> torch.Tensor:
         """tokens: four (B, patch_h * patch_w, C) maps without the class token -> (B, 1, 14 patch_h, 14 patch_w)."""
-        layers = []
-        for i, x in enumerate(tokens):
-            x = rearrange(x, "b (h w) c -> b c h w", h=patch_h, w=patch_w)
-            x = self.resize_layers[i](self.projects[i](x))
-            layers.append(x)
+        layers = [self.resize_layers[i](self.project(i, x, patch_h, patch_w)) for i, x in enumerate(tokens)]
 
         s = self.scratch
         l1, l2, l3, l4 = (getattr(s, f"layer{i}_rn")(x) for i, x in enumerate(layers, start=1))
@@ -98,7 +104,4 @@ class DPTHead(nn.Module):
         path = s.refinenet3(path, l3, size=l2.shape[2:])
         path = s.refinenet2(path, l2, size=l1.shape[2:])
         path = s.refinenet1(path, l1)
-
-        out = s.output_conv1(path)
-        out = F.interpolate(out, size=(patch_h * 14, patch_w * 14), mode="bilinear", align_corners=True)
-        return s.output_conv2(out)
+        return self.output(path, patch_h, patch_w)

@@ -1,4 +1,5 @@
-"""ComfyUI nodes for Depth Anything: model loader, depth estimate, all-in-one, colorize, 16-bit save."""
+"""ComfyUI nodes for Depth Anything: model loader, depth estimate, all-in-one, colorize, 16-bit save, and
+Video Depth Anything for frame batches."""
 
 import importlib
 
@@ -6,7 +7,7 @@ from .model_files import register_model_folder
 
 register_model_folder()
 
-NODE_MODULES = ("depth_nodes",)  # modules of this package that define nodes; each adds its own mappings
+NODE_MODULES = ("depth_nodes", "video_nodes")  # modules of this package that define nodes; each adds its own mappings
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -14,15 +14,27 @@ import pytest
 import torch
 from PIL import Image
 
-from depth_anything import cli
+from depth_anything import DepthModel, cli
 from depth_anything.batch import video
 from depth_anything.batch.video import VIDEO_STORE_FOLDER
 from depth_anything.conditioning import condition
 from depth_anything.postprocess import to_uint8, to_uint16
 from test_cli import run_main
+from checkpoints import write_video_checkpoint
 from videos import clip_frames, damage_packet, make_video, read_video
 
 SIZE = 56  # network input: tiny, so the model runs in milliseconds
+
+
+@pytest.fixture(scope="module")
+def vda_path(tmp_path_factory) -> Path:
+    """A random Video Depth Anything Small in the official layout and name (temporal modules random too)."""
+    return write_video_checkpoint(tmp_path_factory.mktemp("vda") / "video_depth_anything_vits.pth", seed=7)
+
+
+@pytest.fixture(scope="module")
+def vda(vda_path) -> DepthModel:
+    return DepthModel.from_pretrained(vda_path, device="cpu")
 
 
 def decoded_upright(path: Path, quarter_turns: int = 0) -> list[np.ndarray]:
@@ -123,14 +135,16 @@ def test_a_damaged_frame_is_skipped_and_reported(tmp_path, v2_vits_path, monkeyp
     assert [p * written.time_base for p in written.pts] == [Fraction(i, 25) for i in range(10) if i != 4]
 
 
-@pytest.mark.parametrize("count", [1, 5])
-def test_clips_shorter_than_a_window(tmp_path, v2_vits_path, v2_vits, monkeypatch, capsys, count):
-    make_video(tmp_path / "short.mp4", clip_frames(count), Fraction(25))
-    run_main("--checkpoint", v2_vits_path, "--video-path", "short.mp4", "--outdir", "out", "--input-size", SIZE,
-             "--format", "npy", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
-    raw = v2_vits.infer(decoded_upright(tmp_path / "short.mp4"), input_size=SIZE)
-    np.testing.assert_allclose(np.load(tmp_path / "out" / "short.npy"), raw.numpy(), rtol=1e-5,
-                               atol=1e-5 * float(raw.abs().max()))  # batches of other sizes: float rounding
+def test_clips_shorter_than_a_window(tmp_path, vda_path, vda, monkeypatch, capsys):
+    for count in (1, 5):  # Video Depth Anything pads its 32-frame window with the last frame
+        make_video(tmp_path / f"short{count}.mp4", clip_frames(count), Fraction(25))
+    run_main("--checkpoint", vda_path, "--video-path", "short1.mp4", "short5.mp4", "--outdir", "out", "--input-size",
+             SIZE, "--format", "npy", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
+    assert np.load(tmp_path / "out" / "short1.npy").shape == (1, 48, 64)
+    raw = vda.infer_video(decoded_upright(tmp_path / "short5.mp4"), input_size=SIZE)
+    written = np.load(tmp_path / "out" / "short5.npy")
+    assert written.shape == (5, 48, 64)
+    np.testing.assert_allclose(written, raw.numpy(), rtol=1e-5, atol=1e-5 * float(raw.abs().max()))
 
 
 def test_bad_videos_fail_clearly_without_output(tmp_path, v2_vits_path, monkeypatch, capsys):
@@ -222,3 +236,42 @@ def test_an_interrupted_video_resumes_after_its_last_finished_chunk(tmp_path, v2
     _count_frames(monkeypatch)
     run_main(*args, "--overwrite", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
     np.testing.assert_allclose(np.load(tmp_path / "out" / "clip.npy"), fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_an_interrupted_video_depth_anything_clip_resumes_with_an_overlap(tmp_path, vda_path, vda, monkeypatch,
+                                                                          capsys):
+    """A temporal model re-runs RESUME_OVERLAP frames before the resume point and is fitted onto the stored
+    depth there; what was stored is kept as it is."""
+    monkeypatch.setattr(video, "CHUNK_FRAMES", 8)
+    monkeypatch.setattr(video, "RESUME_OVERLAP", 8)
+    make_video(tmp_path / "clip.mp4", clip_frames(30), Fraction(25))
+    args = ["--checkpoint", str(vda_path), "--video-path", "clip.mp4", "--outdir", "out", "--input-size", str(SIZE),
+            "--format", "npy"]
+    monkeypatch.chdir(tmp_path)
+    _interrupt_after(monkeypatch, 20)  # chunks 0 and 1 (frames 0-15) stored
+    assert cli.main(args) == 130
+    capsys.readouterr()
+
+    fed: list[int] = []
+    infer_video = type(vda).infer_video
+
+    def counting(self, frames, **options):
+        return infer_video(self, (fed.append(1) or frame for frame in frames), **options)
+
+    monkeypatch.setattr(type(vda), "infer_video", counting)
+    computed = _count_frames(monkeypatch)
+    out, _ = run_main(*args, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
+    assert "resumed after frame 16" in out
+    assert len(fed) == 30 - 16 + 8 and sum(computed) == 30 - 16  # the remaining frames and the overlap
+    resumed = np.load(tmp_path / "out" / "clip.npy")
+    fresh = infer_video(vda, decoded_upright(tmp_path / "clip.mp4"), input_size=SIZE).numpy()
+    assert resumed.shape == fresh.shape == (30, 48, 64)
+    np.testing.assert_allclose(resumed[:16], fresh[:16], rtol=1e-5, atol=1e-5 * float(np.abs(fresh).max()))
+    assert np.isfinite(resumed).all() and (resumed[16:] >= 0).all()
+
+
+def test_tiling_is_refused_for_a_temporal_model(tmp_path, vda_path, capsys):
+    make_video(tmp_path / "clip.mp4", clip_frames(2), Fraction(25))
+    assert cli.main(["--checkpoint", str(vda_path), "--video-path", str(tmp_path / "clip.mp4"), "--outdir",
+                     str(tmp_path / "out"), "--tiled", "on"]) == 2
+    assert "--tiled works frame by frame" in capsys.readouterr().err

@@ -152,10 +152,15 @@ def estimate_depth(
         bar.update_absolute(done, total)
         mm.throw_exception_if_processing_interrupted()  # raising here stops between chunks (or tiles)
 
-    raw = net.infer(
-        image, input_size=input_size, batch_size=batch_size, progress=progress, tiled=tiling_mode(tiling),
-        tile=tile, overlap=tile_overlap,
-    )
+    if net.family.temporal:  # a video model (Video Depth Anything) sees the batch as one clip, in its windows
+        if tiling_mode(tiling):
+            raise ValueError(f"Tiling works frame by frame; {net.family.description} sees whole clips: set tiling off.")
+        raw = net.infer_video(image, input_size=input_size, batch_size=batch_size, progress=progress)
+    else:
+        raw = net.infer(
+            image, input_size=input_size, batch_size=batch_size, progress=progress, tiled=tiling_mode(tiling),
+            tile=tile, overlap=tile_overlap,
+        )
     depth = condition(raw, kind=net.output_kind, normalize=normalization, invert=invert, gamma=gamma)
     as_image = depth[..., None].expand(-1, -1, -1, 3).contiguous()
     return as_image, depth.contiguous(), RawDepth(raw, net.output_kind, model.name)

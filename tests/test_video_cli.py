@@ -76,6 +76,15 @@ def test_phone_clip_becomes_an_upright_depth_video_with_its_sound_and_timing(tmp
     assert store_is_gone(tmp_path / "out")
 
 
+def test_sound_mp4_cannot_hold_is_re_encoded_to_aac(tmp_path, v2_vits_path, monkeypatch, capsys):
+    make_video(tmp_path / "camera.mov", clip_frames(4), Fraction(25), audio_seconds=0.5, audio_codec="pcm_s16le")
+    assert read_video(tmp_path / "camera.mov").audio_codec == "pcm_s16le"
+    run_main("--checkpoint", v2_vits_path, "--video-path", "camera.mov", "--outdir", "out", "--input-size", SIZE,
+             "--pred-only", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
+    written = read_video(tmp_path / "out" / "camera.mp4")
+    assert written.audio_codec == "aac" and abs(written.audio_seconds - 0.5) < 0.05  # AAC adds a priming frame
+
+
 def test_png16_frames_and_npy_of_a_clip_share_its_range(tmp_path, v2_vits_path, v2_vits, monkeypatch, capsys):
     make_video(tmp_path / "clip.mp4", clip_frames(7), Fraction(24))
     common = ["--checkpoint", v2_vits_path, "--video-path", "clip.mp4", "--input-size", SIZE]
@@ -157,11 +166,14 @@ def test_bad_videos_fail_clearly_without_output(tmp_path, v2_vits_path, monkeypa
     container.close()
     (tmp_path / "noise.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
     make_video(tmp_path / "ok.mp4", clip_frames(3), Fraction(25))
-    out, _ = run_main("--checkpoint", v2_vits_path, "--video-path", "empty.mp4", "noise.mp4", "ok.mp4", "--outdir",
-                      "out", "--input-size", SIZE, "--pred-only", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys,
-                      check_rc=1)
-    assert "1 written" in out and "2 failed" in out
+    whole = (tmp_path / "ok.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(whole[: len(whole) * 2 // 3])  # a copy that stopped two thirds in
+    out, _ = run_main("--checkpoint", v2_vits_path, "--video-path", "empty.mp4", "noise.mp4", "cut.mp4", "ok.mp4",
+                      "--outdir", "out", "--input-size", SIZE, "--pred-only", cwd=tmp_path, monkeypatch=monkeypatch,
+                      capsys=capsys, check_rc=1)
+    assert "1 written" in out and "3 failed" in out
     assert "empty.mp4: the file has no video stream" in out and "noise.mp4: cannot open video" in out
+    assert "cut.mp4: the file has no video stream (an .mp4 copied only in part" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".depth-anything.json", "ok.mp4"]
 
 

@@ -32,13 +32,14 @@ def make_video(
     pts: list[int] | None = None,
     rotation: int = 0,
     audio_seconds: float = 0.0,
+    audio_codec: str = "aac",
     intra_only: bool = False,
 ) -> Path:
     """Encode `frames` as H.264 in an .mp4 (time base 1 / rate unless `pts` says otherwise).
 
     pts: each frame's timestamp in units of 1 / rate (a variable frame rate when the steps differ).
     rotation: display-matrix rotation side data, counter-clockwise degrees, as phones write it.
-    audio_seconds: add an AAC track of a 440 Hz tone that long.
+    audio_seconds: add a track of a 440 Hz tone that long, in `audio_codec` (aac, or pcm_s16le for a .mov).
     intra_only: every frame a key frame (so that one damaged packet damages one frame only).
     """
     import av
@@ -53,7 +54,7 @@ def make_video(
             stream.options = {"g": "1", "bf": "0"}
         if rotation:
             stream.set_display_rotation(rotation)
-        audio = container.add_stream("aac", rate=44100) if audio_seconds else None
+        audio = container.add_stream(audio_codec, rate=44100, layout="stereo") if audio_seconds else None
         for index, array in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(array, format="rgb24")
             frame.pts = index if pts is None else pts[index]
@@ -63,11 +64,13 @@ def make_video(
         if audio is not None:
             samples = int(44100 * audio_seconds)
             tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / 44100)).astype(np.float32)
+            resampler = av.AudioResampler(format=audio.format, layout="stereo", rate=44100)
             for start in range(0, samples, 1024):
                 chunk = np.ascontiguousarray(np.repeat(tone[None, start : start + 1024], 2, axis=0))
                 frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
                 frame.sample_rate, frame.pts = 44100, start
-                container.mux(audio.encode(frame))
+                for converted in resampler.resample(frame):
+                    container.mux(audio.encode(converted))
             container.mux(audio.encode(None))
     return path
 

@@ -24,7 +24,7 @@ import numpy as np
 
 _END = object()
 # Audio codecs the .mp4 muxer stores as they are; others are re-encoded to AAC.
-MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "flac", "opus"})
+MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "ac3", "eac3", "alac"})
 
 
 class VideoError(ValueError):
@@ -47,7 +47,7 @@ def _open(path: Path):
         raise VideoError(f"cannot open video ({exc})") from exc
     if not container.streams.video:
         container.close()
-        raise VideoError("the file has no video stream")
+        raise VideoError("the file has no video stream (an .mp4 copied only in part loses the index that lists them)")
     return container
 
 

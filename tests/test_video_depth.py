@@ -58,7 +58,9 @@ def official() -> dict[str, np.ndarray]:
 
 
 def _checksum(state) -> np.ndarray:
-    return np.array([sum(float(v.double().sum()) for v in state.values()), sum(float(v.double().abs().sum()) for v in state.values())])
+    """Sum and absolute sum of all weights, as stored with the fixtures."""
+    tensors = [v.double() for v in state.values()]
+    return np.array([sum(float(t.sum()) for t in tensors), sum(float(t.abs().sum()) for t in tensors)])
 
 
 @pytest.fixture(scope="module")

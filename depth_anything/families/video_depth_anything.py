@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..backends import EagerBackend
 from ..configs import ENCODERS, KnownModel
 from ..dinov2 import DinoV2Encoder
 from ..dpt import DPTHead
-from ..backends import EagerBackend
 from ..images import ImageInput, image_size, split_images
 from ..model import DepthModel, Progress
 from ..options import (
@@ -117,13 +117,13 @@ class TemporalDPTHead(DPTHead):
             [TemporalModule(c) for c in (out_channels[2], out_channels[3], features, features)]
         )
 
-    def reassemble(self, tokens: list[torch.Tensor], patch_h: int, patch_w: int) -> "ClipFeatures":
+    def reassemble(self, tokens: list[torch.Tensor], patch_h: int, patch_w: int) -> ClipFeatures:
         """Four tapped token maps of some frames -> what the rest of the head needs of them."""
-        projected = [self.project(i, x, patch_h, patch_w) for i, x in enumerate(tokens)]
-        return ClipFeatures(projected[0], projected[1], self.resize_layers[2](projected[2]), self.resize_layers[3](projected[3]))
+        tap_1, tap_2, tap_3, tap_4 = (self.project(i, x, patch_h, patch_w) for i, x in enumerate(tokens))
+        return ClipFeatures(tap_1, tap_2, self.resize_layers[2](tap_3), self.resize_layers[3](tap_4))
 
     def mix(
-        self, features: "ClipFeatures", frames: int, cache: list[torch.Tensor] | None = None
+        self, features: ClipFeatures, frames: int, cache: list[torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The coarse layers of (clips x frames) -> the fused map after refinenet3 (stride 7 of the input), and
         what later frames attend to (the streaming cache, 8 tensors)."""
@@ -143,7 +143,7 @@ class TemporalDPTHead(DPTHead):
         size = (layer_3.shape[2] * 2, layer_3.shape[3] * 2)  # layer 2's size: twice the patch grid
         return temporal(3, s.refinenet3(path, layer_3, size=size)), states
 
-    def decode(self, features: "ClipFeatures", path: torch.Tensor) -> torch.Tensor:
+    def decode(self, features: ClipFeatures, path: torch.Tensor) -> torch.Tensor:
         """Some frames' features and mixed map -> their prediction (n, 1, 14 patch_h, 14 patch_w)."""
         s = self.scratch
         layer_1 = s.layer1_rn(self.resize_layers[0](features.tap_1))
@@ -173,13 +173,13 @@ class ClipFeatures:
     def patches(self) -> tuple[int, int]:
         return tuple(self.tap_1.shape[-2:])
 
-    def frames(self, index) -> "ClipFeatures":
+    def frames(self, index) -> ClipFeatures:
         """The features of some frames: a slice, or a list of frame indices."""
         index = list(index) if isinstance(index, (list, tuple)) else index
         return ClipFeatures(*(t[index] for t in self._tensors()))
 
     @classmethod
-    def cat(cls, parts: list["ClipFeatures"]) -> "ClipFeatures":
+    def cat(cls, parts: list[ClipFeatures]) -> ClipFeatures:
         return cls(*(torch.cat(tensors) for tensors in zip(*(p._tensors() for p in parts))))
 
     def _tensors(self) -> tuple[torch.Tensor, ...]:
@@ -263,9 +263,8 @@ class VideoDepthAnything(DepthModel):
         """Normalised frames (n, 3, H, W) -> their features, `micro_batch` frames at a time (frame by frame:
         the frames do not meet before the head's temporal modules)."""
         patches = (x.shape[-2] // PATCH, x.shape[-1] // PATCH)
-        return ClipFeatures.cat(
-            [self.head.reassemble(self.pretrained.forward_taps(chunk, self.taps), *patches) for chunk in x.split(self.micro_batch)]
-        )
+        chunks = x.split(self.micro_batch)
+        return ClipFeatures.cat([self.head.reassemble(self.pretrained.forward_taps(c, self.taps), *patches) for c in chunks])
 
     def decode(
         self, features: ClipFeatures, cache: list[torch.Tensor] | None = None
@@ -343,7 +342,7 @@ class VideoDepthAnything(DepthModel):
         depths = run(_ClipReader(source, self, input_size, max_size), total, batch_size, progress)
         return stack_if_same_size(list(depths)) if whole else depths
 
-    def _windowed(self, reader: "_ClipReader", total: int | None, batch_size: int, progress) -> Iterator[torch.Tensor]:
+    def _windowed(self, reader: _ClipReader, total: int | None, batch_size: int, progress) -> Iterator[torch.Tensor]:
         stitch = _Stitcher(metric=self.is_metric)
         keys: list[torch.Tensor] = []  # the previous window's inputs at KEYFRAMES
         key_features: ClipFeatures | None = None  # and their features, when the backend lets us keep them
@@ -358,7 +357,7 @@ class VideoDepthAnything(DepthModel):
             with self.micro_batches(batch_size):
                 prediction, key_features = self._window_prediction(slots, key_features)
             keys = [slots[i] for i in KEYFRAMES]
-            finished = stitch.add(lambda i: reader.restore(prediction[i]))
+            finished = stitch.add(lambda i, window=prediction: reader.restore(window[i]))
             if reader.count <= start + STEP:  # no window follows: the held frames are final too
                 finished += stitch.flush()
             for depth in finished[: max(0, reader.count - emitted)]:
@@ -386,7 +385,7 @@ class VideoDepthAnything(DepthModel):
             return self.predict(torch.stack(slots)), None
         return prediction, features.frames(KEYFRAMES)
 
-    def _streamed(self, reader: "_ClipReader", total: int | None, batch_size: int, progress) -> Iterator[torch.Tensor]:
+    def _streamed(self, reader: _ClipReader, total: int | None, batch_size: int, progress) -> Iterator[torch.Tensor]:
         history: list[list[torch.Tensor]] = []  # each frame's temporal-module inputs, the official sliding list
         index = -1
         while (chunk := reader.take(batch_size, pad=False)) is not None:

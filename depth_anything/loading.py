@@ -263,10 +263,11 @@ def _decide_family(checkpoint: Checkpoint, family: str | ModelFamily | None) -> 
             f"({', '.join(FAMILIES)}), so it is not a checkpoint this library can load."
         )
     names = " / ".join(f.name for f in candidates)
+    example = next((Path(m.filename).name for f in candidates for m in f.known_models), "depth_anything_v2_vits.pth")
     raise CheckpointError(
         f"{checkpoint.weights_file}: cannot tell whether this is a {names} checkpoint: their weights have "
         f"identical keys, so loading the wrong one silently gives wrong depth. Keep the official file name "
-        f"(e.g. depth_anything_v2_vits.pth), or {family_hint(candidates)}."
+        f"(e.g. {example}), or {family_hint(candidates)}."
     )
 
 

@@ -22,6 +22,7 @@ from einops import rearrange
 
 HEADS = 8
 MAX_FRAMES = 32  # frames the position table covers: the longest clip one pass can see
+SEQUENCES = 8192  # sequences (positions) per attention call
 
 
 class SinusoidalPositions(nn.Module):
@@ -64,7 +65,10 @@ class TemporalAttention(nn.Module):
             rearrange(t, "n f (h d) -> n h f d", h=self.heads)
             for t in (self.to_q(query), self.to_k(context), self.to_v(context))
         )
-        out = F.scaled_dot_product_attention(q, k, v)
+        # Sequences are independent; in parts, because CUDA attention kernels fail on batches above 65535 (a
+        # high-resolution map has more positions than that).
+        parts = zip(q.split(SEQUENCES), k.split(SEQUENCES), v.split(SEQUENCES))
+        out = torch.cat([F.scaled_dot_product_attention(*part) for part in parts])
         return self.to_out[0](rearrange(out, "n h f d -> n f (h d)"))
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..backends import EagerBackend
 from ..configs import ENCODERS, KnownModel
 from ..dinov2 import DinoV2Encoder
 from ..dpt import DPTHead
@@ -116,22 +117,18 @@ class TemporalDPTHead(DPTHead):
             [TemporalModule(c) for c in (out_channels[2], out_channels[3], features, features)]
         )
 
-    def reassemble(self, tokens: list[torch.Tensor], patch_h: int, patch_w: int) -> tuple[list, list]:
-        """Four tapped token maps of some frames -> (fine: taps 1 and 2 projected at patch resolution, kept
-        small until `decode`; coarse: layers 3 and 4 as the temporal modules see them)."""
-        projected = [self.project(i, x, patch_h, patch_w) for i, x in enumerate(tokens)]
-        return projected[:2], [self.resize_layers[i](projected[i]) for i in (2, 3)]
+    def reassemble(self, tokens: list[torch.Tensor], patch_h: int, patch_w: int) -> ClipFeatures:
+        """Four tapped token maps of some frames -> what the rest of the head needs of them."""
+        tap_1, tap_2, tap_3, tap_4 = (self.project(i, x, patch_h, patch_w) for i, x in enumerate(tokens))
+        return ClipFeatures(tap_1, tap_2, self.resize_layers[2](tap_3), self.resize_layers[3](tap_4))
 
     def mix(
-        self,
-        layer_3: torch.Tensor,
-        layer_4: torch.Tensor,
-        frames: int,
-        cache: list[torch.Tensor] | None = None,
+        self, features: ClipFeatures, frames: int, cache: list[torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Coarse layers of (clips x frames) -> the fused map after refinenet3 (stride 7 of the input), and
+        """The coarse layers of (clips x frames) -> the fused map after refinenet3 (stride 7 of the input), and
         what later frames attend to (the streaming cache, 8 tensors)."""
         s, mm = self.scratch, self.motion_modules
+        layer_3, layer_4 = features.layer_3, features.layer_4
         cache = cache or [None] * 8
         states = []
 
@@ -146,14 +143,47 @@ class TemporalDPTHead(DPTHead):
         size = (layer_3.shape[2] * 2, layer_3.shape[3] * 2)  # layer 2's size: twice the patch grid
         return temporal(3, s.refinenet3(path, layer_3, size=size)), states
 
-    def decode(self, fine: list[torch.Tensor], path: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
-        """Fine projections and the mixed map of some frames -> their prediction (n, 1, 14 patch_h, 14 patch_w)."""
+    def decode(self, features: ClipFeatures, path: torch.Tensor) -> torch.Tensor:
+        """Some frames' features and mixed map -> their prediction (n, 1, 14 patch_h, 14 patch_w)."""
         s = self.scratch
-        layer_1 = s.layer1_rn(self.resize_layers[0](fine[0]))
-        layer_2 = s.layer2_rn(self.resize_layers[1](fine[1]))
+        layer_1 = s.layer1_rn(self.resize_layers[0](features.tap_1))
+        layer_2 = s.layer2_rn(self.resize_layers[1](features.tap_2))
         path = s.refinenet2(path, layer_2, size=layer_1.shape[2:])
         path = s.refinenet1(path, layer_1)
-        return self.output(path, patch_h, patch_w)
+        return self.output(path, *features.patches)
+
+
+@dataclass(frozen=True)
+class ClipFeatures:
+    """What the encoder and the head's reassembly give the rest of the head for some frames, frame by frame.
+
+    The two fine taps stay at patch resolution (projected, not yet upsampled) so that a window's features are
+    small; they are also what consecutive windows share for the key frames they both see.
+    """
+
+    tap_1: torch.Tensor  # (n, out_channels[0], patch_h, patch_w)
+    tap_2: torch.Tensor  # (n, out_channels[1], patch_h, patch_w)
+    layer_3: torch.Tensor  # (n, out_channels[2], patch_h, patch_w)
+    layer_4: torch.Tensor  # (n, out_channels[3], ceil(patch_h / 2), ceil(patch_w / 2))
+
+    def __len__(self) -> int:
+        return len(self.tap_1)
+
+    @property
+    def patches(self) -> tuple[int, int]:
+        return tuple(self.tap_1.shape[-2:])
+
+    def frames(self, index) -> ClipFeatures:
+        """The features of some frames: a slice, or a list of frame indices."""
+        index = list(index) if isinstance(index, (list, tuple)) else index
+        return ClipFeatures(*(t[index] for t in self._tensors()))
+
+    @classmethod
+    def cat(cls, parts: list[ClipFeatures]) -> ClipFeatures:
+        return cls(*(torch.cat(tensors) for tensors in zip(*(p._tensors() for p in parts))))
+
+    def _tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.tap_1, self.tap_2, self.layer_3, self.layer_4
 
 
 class VideoDepthAnything(DepthModel):
@@ -227,18 +257,27 @@ class VideoDepthAnything(DepthModel):
                 f"Video Depth Anything sees at most {MAX_FRAMES} frames at once, got {frames}: use infer_video "
                 f"for longer clips, or a batch_size of at most {MAX_FRAMES}."
             )
-        patch_h, patch_w = height // PATCH, width // PATCH
-        fine, coarse = [], []
-        for chunk in x.split(self.micro_batch):
-            chunk_fine, chunk_coarse = self.head.reassemble(self.pretrained.forward_taps(chunk, self.taps), patch_h, patch_w)
-            fine.append(chunk_fine)
-            coarse.append(chunk_coarse)
-        layer_3, layer_4 = (torch.cat(maps) for maps in zip(*coarse))
-        del coarse
-        path, _ = self.head.mix(layer_3, layer_4, frames)
-        # The official forward resizes to (H, W), already the size, and applies a ReLU the head ended in: no-ops.
-        depth = [self.head.decode(f, p, patch_h, patch_w) for f, p in zip(fine, path.split(self.micro_batch))]
-        return torch.cat(depth).squeeze(1)
+        return self.decode(self.encode(x))[0]
+
+    def encode(self, x: torch.Tensor) -> ClipFeatures:
+        """Normalised frames (n, 3, H, W) -> their features, `micro_batch` frames at a time (frame by frame:
+        the frames do not meet before the head's temporal modules)."""
+        patches = (x.shape[-2] // PATCH, x.shape[-1] // PATCH)
+        chunks = x.split(self.micro_batch)
+        return ClipFeatures.cat([self.head.reassemble(self.pretrained.forward_taps(c, self.taps), *patches) for c in chunks])
+
+    def decode(
+        self, features: ClipFeatures, cache: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The features of one clip's frames -> their depth (n, H, W), the fine head `micro_batch` frames at a
+        time; and what later frames attend to. With `cache` (streaming), the features are of new frames only."""
+        path, states = self.head.mix(features, len(features), cache)
+        depth = [
+            self.head.decode(features.frames(slice(start, start + self.micro_batch)), part)
+            for start, part in zip(range(0, len(features), self.micro_batch), path.split(self.micro_batch))
+        ]
+        # The official forward then resizes to (H, W), already the size, and applies a ReLU the head ends in.
+        return torch.cat(depth).squeeze(1), states
 
     # ------------------------------------------------------------------------------------------------ video
 
@@ -303,9 +342,10 @@ class VideoDepthAnything(DepthModel):
         depths = run(_ClipReader(source, self, input_size, max_size), total, batch_size, progress)
         return stack_if_same_size(list(depths)) if whole else depths
 
-    def _windowed(self, reader: "_ClipReader", total: int | None, batch_size: int, progress) -> Iterator[torch.Tensor]:
+    def _windowed(self, reader: _ClipReader, total: int | None, batch_size: int, progress) -> Iterator[torch.Tensor]:
         stitch = _Stitcher(metric=self.is_metric)
         keys: list[torch.Tensor] = []  # the previous window's inputs at KEYFRAMES
+        key_features: ClipFeatures | None = None  # and their features, when the backend lets us keep them
         emitted = 0
         for start in itertools.count(0, STEP):
             if start > 0 and reader.count <= start:  # the official loop: windows start below the clip length
@@ -315,9 +355,9 @@ class VideoDepthAnything(DepthModel):
                 raise ValueError("No frames given: pass at least one frame.")
             slots = keys + new
             with self.micro_batches(batch_size):
-                prediction = self.predict(torch.stack(slots))
+                prediction, key_features = self._window_prediction(slots, key_features)
             keys = [slots[i] for i in KEYFRAMES]
-            finished = stitch.add(lambda i: reader.restore(prediction[i]))
+            finished = stitch.add(lambda i, window=prediction: reader.restore(window[i]))
             if reader.count <= start + STEP:  # no window follows: the held frames are final too
                 finished += stitch.flush()
             for depth in finished[: max(0, reader.count - emitted)]:
@@ -326,29 +366,52 @@ class VideoDepthAnything(DepthModel):
             if progress is not None:
                 progress(emitted, total)
 
-    def _streamed(self, reader: "_ClipReader", total: int | None, batch_size: int, progress) -> Iterator[torch.Tensor]:
+    def _window_prediction(
+        self, slots: list[torch.Tensor], shared: ClipFeatures | None
+    ) -> tuple[torch.Tensor, ClipFeatures | None]:
+        """One window's raw prediction (32, h, w), float32, and the features of its key frames for the next.
+
+        The encoder works frame by frame, so the key frames a window shares with the one before need not be
+        encoded again: on the eager backend their features are kept (the encoder sees 22 frames per window, not
+        32; the official code encodes all 32). Other backends run whole windows through `predict`.
+        """
+        if not isinstance(self.backend, EagerBackend):
+            return self.predict(torch.stack(slots)), None
+        with torch.inference_mode():
+            new = torch.stack(slots[len(shared) if shared is not None else 0 :]).to(self.dtype)
+            features = self.encode(new) if shared is None else ClipFeatures.cat([shared, self.encode(new)])
+            prediction = self.decode(features)[0].float()
+        if not torch.isfinite(prediction).all():  # fp16 overflow: `predict` recomputes in float32 and says so
+            return self.predict(torch.stack(slots)), None
+        return prediction, features.frames(KEYFRAMES)
+
+    def _streamed(self, reader: _ClipReader, total: int | None, batch_size: int, progress) -> Iterator[torch.Tensor]:
         history: list[list[torch.Tensor]] = []  # each frame's temporal-module inputs, the official sliding list
         index = -1
         while (chunk := reader.take(batch_size, pad=False)) is not None:
-            pixels = torch.stack(chunk).to(self.dtype)
-            patch_h, patch_w = pixels.shape[-2] // PATCH, pixels.shape[-1] // PATCH
-            fine, (layer_3, layer_4) = self.head.reassemble(self.pretrained.forward_taps(pixels, self.taps), patch_h, patch_w)
+            with self.micro_batches(batch_size), torch.inference_mode():
+                features = self.encode(torch.stack(chunk).to(self.dtype))
             for j in range(len(chunk)):
                 index += 1
                 cache = None
-                if history:
+                if history:  # the first two cached frames and the latest ones, as the release
                     context = history[:2] + history[-(WINDOW - 3) :]
                     cache = [torch.cat([states[k] for states in context], dim=1) for k in range(len(context[0]))]
-                path, states = self.head.mix(layer_3[j : j + 1], layer_4[j : j + 1], 1, cache)
-                depth = self.head.decode([f[j : j + 1] for f in fine], path, patch_h, patch_w)[:, 0].float()
+                with torch.inference_mode():
+                    depth, states = self.decode(features.frames(slice(j, j + 1)), cache)
                 if not history:
                     history = [states] * WINDOW  # the first frame stands in for a full window of earlier ones
                 else:
                     history.append(states)
                 if index + WINDOW > STREAM_GAP + 1:
                     del history[1]
+                depth = depth.float()
                 if not torch.isfinite(depth).all():
-                    warnings.warn("Non-finite depth in streaming mode; load the model in fp32 or bf16.", RuntimeWarning, stacklevel=3)
+                    warnings.warn(
+                        "Streaming gave non-finite depth (fp16 overflow); load the model with dtype='fp32' or 'bf16'.",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
                 yield reader.restore(depth[0])
             if progress is not None:
                 progress(index + 1, total)

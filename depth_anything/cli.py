@@ -71,8 +71,8 @@ class UsageError(ValueError):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="depth-anything",
-        description="Depth maps with Depth Anything v1 / v2 / v2-metric from images, folders, lists, globs and "
-        "videos. Flags of the official run.py / run_video.py work unchanged.",
+        description="Depth maps with Depth Anything v1 / v2 / v2-metric and Video Depth Anything from images, "
+        "folders, lists, globs and videos. Flags of the official run.py / run_video.py work unchanged.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

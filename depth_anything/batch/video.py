@@ -8,9 +8,10 @@ Each video is done in two passes over a store folder of its own (`<outdir>/.dept
 1. the model's pass decodes the frames and writes their depth in chunks of `CHUNK_FRAMES` frames: 16 bits across
    each frame's own range (2 bytes per pixel), or float32 for `--format npy`. A chunk is finished once its small
    record file is written (after its data, both atomically), so a killed run leaves only finished chunks and the
-   next run goes on after the last one. Per-frame families resume exactly; a temporal family re-runs
+   next run goes on after the last one. Per-frame families resume exactly. A temporal family re-runs
    `RESUME_OVERLAP` frames before the resume point and is fitted onto the stored depth there by a least-squares
-   scale and shift (none for metric models), the way its own windows are stitched.
+   scale and shift (none for metric models), as Video Depth Anything fits each window onto the one before: the
+   frames after a resume point are close to an uninterrupted run's, not identical (the windows fall elsewhere).
 2. the output pass renders the stored depth over the clip's range (one range for the clip by default) and writes
    the output atomically: an .mp4 with the source's timestamps and audio, a folder of 16-bit PNG frames (moved
    into place when complete), or one float32 .npy of shape (T, H, W).
@@ -301,7 +302,8 @@ def _depths(model, frames: Iterator[Frame], settings: InferenceSettings) -> Iter
 
 
 class _Affine:
-    """Least-squares scale and shift of new values onto stored ones, gathered frame by frame."""
+    """Least-squares scale and shift of new values onto stored ones, gathered frame by frame (sums only, so that
+    the overlap is never held whole: 32 frames of 1080p depth would be a gigabyte in float64)."""
 
     def __init__(self) -> None:
         self.n = self.sx = self.sy = self.sxx = self.sxy = 0.0
@@ -481,7 +483,8 @@ def video_depth(
     `options.format`: "side-by-side" (frame | gap | depth) or "png8" (depth only) make an .mp4 with the
     source's timestamps and audio; "png16" a folder of 16-bit frames; "npy" one float32 (T, H, W) array of the
     raw depth. `options.normalize` "batch" gives the whole clip one range. `store` is the folder kept between
-    the passes (default: beside the output); `progress(n)` is called as n more frames get their depth.
+    the passes (default: beside the output); `progress(n)` is called as n more frames have their depth (the
+    frames a resumed run finds stored come first, at once).
 
     Example:
         >>> settings, options = InferenceSettings(), RenderOptions(format="png8", normalize="batch")
@@ -508,6 +511,8 @@ def video_depth(
     }
     kept = DepthStore(store_folder, identity, options.format == "npy", info.height, info.width)
     resumed_from = kept.frames_done
+    if resumed_from:
+        tick(resumed_from)  # the frames an interrupted run finished count as done
     if not kept.complete:
         notes += _model_pass(model, source, info, kept, settings, tick)
         kept.finish(notes)

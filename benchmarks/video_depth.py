@@ -90,7 +90,6 @@ def speed(args) -> None:
 
 def memory_child(args) -> None:
     """One clip length in this process: prints JSON with the peak resident memory before and after."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
         vda_path, _ = checkpoints(Path(tmp), args.checkpoint)
         model = DepthModel.from_pretrained(vda_path, device="cpu")
@@ -108,12 +107,15 @@ WARMUP = 60  # frames run before measuring: two windows, so every buffer of a wi
 
 
 def memory(args) -> None:
-    print(f"frames {args.width}x{args.height}, input_size {args.size}, streamed in and out, fp32 CPU")
+    print(f"frames {args.width}x{args.height}, input_size {args.size}, streamed in and out, fp32 CPU, "
+          f"{args.threads or torch.get_num_threads()} threads")
     for count in args.frames:
         command = [sys.executable, __file__, "memory-child", "--frames", str(count), "--size", str(args.size),
                    "--height", str(args.height), "--width", str(args.width)]
         if args.checkpoint:
             command += ["--checkpoint", *args.checkpoint]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
         result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         print(
             f"{result['frames']} frames: peak {result['peak_kib'] / 1024:.0f} MiB, "
@@ -157,7 +159,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--checkpoint", nargs=2, metavar=("VDA", "V2"), help="real VDA-S and v2-S files")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.what == "speed":
         args.frames = (args.frames or [44])[0]
         speed(args)

@@ -83,14 +83,13 @@ def speed(args) -> None:
                     best[name] = min(best[name], time.perf_counter() - start)
             fps = {name: args.frames / seconds for name, seconds in best.items()}
             print(
-                f"input {size}: VDA-S {fps['VDA-S']:.2f} frames/s, v2-S {fps['v2-S']:.2f} frames/s, "
+                f"input {size}: VDA-S {fps['VDA-S']:.3f} frames/s, v2-S {fps['v2-S']:.3f} frames/s, "
                 f"VDA-S / v2-S = x{fps['VDA-S'] / fps['v2-S']:.2f}"
             )
 
 
 def memory_child(args) -> None:
     """One clip length in this process: prints JSON with the peak resident memory before and after."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
         vda_path, _ = checkpoints(Path(tmp), args.checkpoint)
         model = DepthModel.from_pretrained(vda_path, device="cpu")
@@ -108,12 +107,15 @@ WARMUP = 60  # frames run before measuring: two windows, so every buffer of a wi
 
 
 def memory(args) -> None:
-    print(f"frames {args.width}x{args.height}, input_size {args.size}, streamed in and out, fp32 CPU")
+    print(f"frames {args.width}x{args.height}, input_size {args.size}, streamed in and out, fp32 CPU, "
+          f"{args.threads or torch.get_num_threads()} threads")
     for count in args.frames:
         command = [sys.executable, __file__, "memory-child", "--frames", str(count), "--size", str(args.size),
                    "--height", str(args.height), "--width", str(args.width)]
         if args.checkpoint:
             command += ["--checkpoint", *args.checkpoint]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
         result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         print(
             f"{result['frames']} frames: peak {result['peak_kib'] / 1024:.0f} MiB, "
@@ -129,17 +131,19 @@ def gpu(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         vda_path, _ = checkpoints(Path(tmp), args.checkpoint)
         model = DepthModel.from_pretrained(vda_path, device="cuda", dtype="fp16")
-        list(model.infer_video(frames(WINDOW_WARMUP), input_size=args.size, batch_size=args.batch_size))
+        clip = (args.height, args.width)
+        list(model.infer_video(frames(WINDOW_WARMUP, *clip), input_size=args.size, batch_size=args.batch_size))
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        count = sum(1 for _ in model.infer_video(frames(args.frames[0]), input_size=args.size, batch_size=args.batch_size))
+        depths = model.infer_video(frames(args.frames[0], *clip), input_size=args.size, batch_size=args.batch_size)
+        count = sum(1 for _ in depths)
         torch.cuda.synchronize()
         seconds = time.perf_counter() - start
         peak = torch.cuda.max_memory_allocated()
     print(
-        f"{torch.cuda.get_device_name()}: {count} frames of 640x360 at input {args.size}, fp16, batch_size "
-        f"{args.batch_size}: {1000 * seconds / count:.2f} ms/frame, peak VRAM {peak / 2**30:.2f} GiB"
+        f"{torch.cuda.get_device_name()}: {count} frames of {args.width}x{args.height} at input {args.size}, fp16, "
+        f"batch_size {args.batch_size}: {1000 * seconds / count:.2f} ms/frame, peak VRAM {peak / 2**30:.2f} GiB"
     )
 
 
@@ -152,22 +156,27 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=None)
     parser.add_argument("--sizes", type=int, nargs="+", default=[266, 518], help="speed: input sizes")
     parser.add_argument("--size", type=int, default=None, help="memory / gpu: input size")
-    parser.add_argument("--height", type=int, default=72, help="memory: frame height")
-    parser.add_argument("--width", type=int, default=128, help="memory: frame width")
+    parser.add_argument("--height", type=int, default=None, help="memory / gpu: frame height (72 / 360)")
+    parser.add_argument("--width", type=int, default=None, help="memory / gpu: frame width (128 / 640)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--checkpoint", nargs=2, metavar=("VDA", "V2"), help="real VDA-S and v2-S files")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.what == "speed":
         args.frames = (args.frames or [44])[0]
         speed(args)
     elif args.what in ("memory", "memory-child"):
         args.frames = args.frames or [300, 3000]
         args.size = args.size or 28
+        args.height, args.width = args.height or 72, args.width or 128
         memory(args) if args.what == "memory" else memory_child(args)
     else:
         args.frames = args.frames or [1000]
         args.size = args.size or 518
+        args.height, args.width = args.height or 360, args.width or 640
         gpu(args)
 
 

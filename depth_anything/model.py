@@ -23,6 +23,7 @@ from .options import batch_size_problem, check, input_size_problem, max_size_pro
 from .pipeline import NetworkBatch, OutputWindow
 
 if TYPE_CHECKING:
+    from .configs import EncoderConfig
     from .families import ModelFamily
     from .loading import Checkpoint
 
@@ -51,10 +52,12 @@ class DepthModel(nn.Module):
 
     # ---------------------------------------------------------------------------------------- what it is
 
+    config: "EncoderConfig | None" = None  # the ViT encoder's configuration, for families built on one
+
     @property
     def encoder(self) -> str:
         """The size variant ("vits", "vitl", ...), as the family names it."""
-        return ""
+        return self.config.name if self.config is not None else ""
 
     @property
     def output_kind(self) -> str:
@@ -354,7 +357,8 @@ class DepthModel(nn.Module):
         return load_model(checkpoint, device=device, dtype=dtype, backend=backend)
 
     def extra_repr(self) -> str:
-        return f"family={self.family.name}, source={self.source}"
+        encoder = f"encoder={self.encoder}, " if self.encoder else ""
+        return f"{encoder}family={self.family.name}, source={self.source}"
 
 
 def _chunks(frames, size: int) -> Iterator[list]:

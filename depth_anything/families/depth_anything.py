@@ -50,13 +50,6 @@ class DepthAnything(DepthModel):
         self.depth_head = DPTHead(self.config.embed_dim, self.config.features, self.config.out_channels, self.is_metric)
         self.head_features = self.config.features
 
-    @property
-    def encoder(self) -> str:
-        return self.config.name
-
-    def extra_repr(self) -> str:
-        return f"encoder={self.encoder}, family={self.family.name}, source={self.source}"
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images (B, 3, H, W), H and W multiples of 14 -> (B, H, W) disparity or metres."""
         height, width = x.shape[-2:]

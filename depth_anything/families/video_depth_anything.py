@@ -176,13 +176,15 @@ class ClipFeatures:
     def frames(self, index) -> ClipFeatures:
         """The features of some frames: a slice, or a list of frame indices."""
         index = list(index) if isinstance(index, (list, tuple)) else index
-        return ClipFeatures(*(t[index] for t in self._tensors()))
+        return ClipFeatures(*(t[index] for t in self.tensors()))
 
     @classmethod
     def cat(cls, parts: list[ClipFeatures]) -> ClipFeatures:
-        return cls(*(torch.cat(tensors) for tensors in zip(*(p._tensors() for p in parts))))
+        """The features of consecutive groups of frames as one."""
+        return cls(*(torch.cat(same) for same in zip(*(part.tensors() for part in parts))))
 
-    def _tensors(self) -> tuple[torch.Tensor, ...]:
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The four maps, in field order."""
         return self.tap_1, self.tap_2, self.layer_3, self.layer_4
 
 
@@ -215,13 +217,6 @@ class VideoDepthAnything(DepthModel):
         self.pretrained = DinoV2Encoder(self.config)
         self.head = TemporalDPTHead(self.config.embed_dim, self.config.features, self.config.out_channels)
         self.head_features = self.config.features
-
-    @property
-    def encoder(self) -> str:
-        return self.config.name
-
-    def extra_repr(self) -> str:
-        return f"encoder={self.encoder}, family={self.family.name}, source={self.source}"
 
     def activation_memory(self, batch: int, height: int, width: int) -> int:
         """Rough peak bytes of one window: `micro_batch` frames through the full-resolution head, plus the

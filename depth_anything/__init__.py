@@ -6,6 +6,7 @@ prepare -> predict -> restore -> condition; see `depth_anything.pipeline` and do
 
 from .configs import ENCODERS, KnownModel
 from .conditioning import NORMALIZE_MODES, OUTPUT_KINDS, DepthRange, condition, normalize
+from .depth_files import DepthFile, DepthFileError, DepthMetadata, depth_metadata, load_depth, save_depth
 from .families import FAMILIES, ModelFamily, get_family, register_family
 from .families.depth_anything import DepthAnything
 from .loading import (
@@ -32,6 +33,9 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "DepthAnything",
+    "DepthFile",
+    "DepthFileError",
+    "DepthMetadata",
     "DepthModel",
     "DepthRange",
     "KnownModel",
@@ -42,10 +46,13 @@ __all__ = [
     "colorize",
     "condition",
     "default_cache_dir",
+    "depth_metadata",
     "get_family",
     "list_models",
+    "load_depth",
     "normalize",
     "processing_size",
     "register_family",
     "resolve_checkpoint",
+    "save_depth",
 ]

@@ -8,18 +8,23 @@ Ray scale-out. Run `depth-anything --help` for every option with an example.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import logging
 import shutil
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backends import BACKEND_HELP, BACKENDS, DEFAULT_BACKEND, BackendUnavailableError
 from .batch.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Discovery, Source, discover
 from .batch.outputs import FORMATS, RenderOptions, SettingsMismatchError, check_settings
 from .batch.pipeline import InferenceSettings, ModelSpec, Outcome, run_images
 from .batch.video import frame_count, video_tasks
 from .configs import ENCODERS
 from .conditioning import NORMALIZE_MODES
+from .depth_files import depth_metadata
 from .families import FAMILIES, get_family
 from .files import remove_stale_partials
 from .loading import CheckpointError, ModelNotAvailableError, resolve_checkpoint
@@ -27,6 +32,7 @@ from .options import (
     BATCH_SIZE,
     DEFAULT_INPUT_SIZE,
     HELP,
+    RAW_FORMATS,
     TILING_MODES,
     batch_size_problem,
     gamma_problem,
@@ -54,6 +60,13 @@ examples:
   # temporally consistent depth with Video Depth Anything: a depth video and 16-bit frames for ControlNet
   depth-anything --checkpoint video_depth_anything_vits --video-path clip.mp4 --outdir out/ --pred-only --grayscale
   depth-anything --checkpoint video_depth_anything_vits --video-path clip.mp4 --outdir out/ --format png16
+
+  # faster: the network in ONNX Runtime (exported once, cached), or the fastest backend measured exact here
+  depth-anything --img-path photos/ --outdir depth/ --backend onnx
+  depth-anything --img-path photos/ --outdir depth/ --backend auto
+
+  # a standalone ONNX file of the network (see depth-anything export --help)
+  depth-anything export --checkpoint depth_anything_v2_vits --format onnx --output v2_vits.onnx
 
   # the same job on Ray: 4 workers with a GPU each on a running cluster
   depth-anything --img-path /shared/photos --outdir /shared/depth --engine ray --address auto \\
@@ -159,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cuda, cuda:1, mps or cpu (default: the best available). E.g. --device cuda:1")
     run.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                      help="weights precision (default: fp16 on GPU, fp32 on CPU). E.g. --dtype bf16")
+    run.add_argument("--backend", choices=list(BACKENDS), default=DEFAULT_BACKEND,
+                     help=f"{BACKEND_HELP} Default {DEFAULT_BACKEND}. E.g. --backend onnx")
     run.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local: this process; ray: Ray Data workers, each with its own model, reading and writing "
                      "the same paths (shared storage on a cluster). E.g. --engine ray")
@@ -202,7 +217,7 @@ def _model_spec(args) -> ModelSpec:
     except (CheckpointError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     dtype = None if args.dtype == "auto" else args.dtype
-    return ModelSpec(str(checkpoint.path), checkpoint.family.name, args.device, dtype)
+    return ModelSpec(str(checkpoint.path), checkpoint.family.name, args.device, dtype, args.backend)
 
 
 def _check_options(args) -> None:
@@ -222,10 +237,15 @@ def _check_options(args) -> None:
     if args.grayscale and args.colormap:
         raise UsageError("--grayscale and --colormap contradict each other; give one")
     fmt = _image_format(args)
-    if fmt in ("png16", "npy") and (args.colormap or args.grayscale):
+    if fmt in ("png16", *RAW_FORMATS) and (args.colormap or args.grayscale):
         raise UsageError(f"--format {fmt} is not coloured; --colormap / --grayscale apply to png8 and side-by-side")
-    if fmt == "npy" and (args.normalize or args.invert or args.gamma != 1.0):
-        raise UsageError("--format npy keeps the raw depth; --normalize / --invert / --gamma apply to pictures")
+    if fmt in RAW_FORMATS and (args.normalize or args.invert or args.gamma != 1.0):
+        raise UsageError(f"--format {fmt} keeps the raw depth; --normalize / --invert / --gamma apply to pictures")
+    if fmt == "exr" and importlib.util.find_spec("OpenEXR") is None:
+        raise UsageError("--format exr needs the OpenEXR bindings: pip install openexr")
+    if args.video_path and fmt == "exr":
+        raise UsageError("videos are written as an .mp4 (side-by-side, png8), 16-bit frames (png16) or one float32 "
+                         ".npy, not --format exr")
     if args.tiled == "off" and (args.tile or args.overlap):
         raise UsageError("--tile / --overlap apply with --tiled on or --tiled auto")
     if args.engine != "ray" and args.address:
@@ -367,7 +387,7 @@ def _make_engine(args, spec: ModelSpec, settings: InferenceSettings):
         else:
             engine = LocalEngine(spec, settings)
             family, encoder = engine.model.family, engine.model.encoder
-    except (CheckpointError, ModelNotAvailableError, FileNotFoundError) as exc:
+    except (CheckpointError, ModelNotAvailableError, FileNotFoundError, BackendUnavailableError) as exc:
         raise UsageError(str(exc)) from exc
     except (ValueError, RuntimeError, AssertionError, ConnectionError) as exc:
         # e.g. --device cuda without a GPU, an unknown --dtype, a Ray address that does not answer
@@ -383,8 +403,32 @@ def _make_engine(args, spec: ModelSpec, settings: InferenceSettings):
     return engine, family, encoder
 
 
+@contextmanager
+def _backend_notes(args):
+    """Backends say when they export, build or compile (first runs take longer): as notes, unless --quiet."""
+    logger = logging.getLogger("depth_anything.backends")
+    if args.quiet or logger.handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("note: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def run(args) -> int:
     """Run a parsed command line; returns the exit status."""
+    with _backend_notes(args):
+        return _run(args)
+
+
+def _run(args) -> int:
     _check_options(args)
     settings = _inference_settings(args)
     outdir = Path(args.outdir or ("./vis_depth" if args.img_path else "./vis_video_depth")).expanduser()
@@ -406,18 +450,24 @@ def run(args) -> int:
     try:
         official_colormap = "inferno" if family.name == "v1" else "Spectral_r"
         colormap = "grayscale" if args.grayscale else args.colormap or official_colormap
-        look = dict(kind=family.output_kind, invert=args.invert, gamma=args.gamma)
-        image_options = RenderOptions(_image_format(args), colormap, args.normalize or "per_image", **look)
-        video_options = RenderOptions(_image_format(args), colormap, args.normalize or "batch", **look)
         input_size = settings.input_size or family.preprocessing.input_size
+        about = depth_metadata(
+            kind=family.output_kind, model_name=Path(spec.checkpoint).name, family=family.name, encoder=encoder or None,
+            input_size=input_size, max_size=settings.max_size, tiling=settings.tiled, tile=settings.tile,
+            overlap=settings.overlap,
+        )
+        look = dict(kind=family.output_kind, invert=args.invert, gamma=args.gamma)
+        image_options = RenderOptions(_image_format(args), colormap, args.normalize or "per_image", **look,
+                                      about=about)
+        video_options = RenderOptions(_image_format(args), colormap, args.normalize or "batch", **look, about=about)
         model_record = dict(checkpoint=Path(spec.checkpoint).name, family=family.name, encoder=encoder,
                             input_size=input_size, max_size=settings.max_size, tiled=settings.tiled,
                             tile=settings.tile, overlap=settings.overlap)
         kinds = {}
         if images.sources:
-            kinds["images"] = {**vars(image_options), **model_record}
+            kinds["images"] = {**image_options.settings(), **model_record}
         if videos.sources:
-            kinds["videos"] = {**vars(video_options), **model_record}
+            kinds["videos"] = {**video_options.settings(), **model_record}
         try:
             check_settings(outdir, kinds, args.overwrite)
         except SettingsMismatchError as exc:
@@ -434,7 +484,12 @@ def run(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `depth-anything` command."""
+    """Entry point of the `depth-anything` command (`depth-anything export ...`: see `depth_anything.cli_export`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["export"]:
+        from .cli_export import main as export_main
+
+        return export_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -190,6 +190,29 @@ def _ranges(
     return [_percentile_bounds(v, percentiles) for v in values]
 
 
+def value_ranges(
+    depth: DepthInput,
+    *,
+    kind: str = "disparity",
+    normalize: str = "per_image",
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    value_range: DepthRange | tuple[float, float] | None = None,
+) -> list[DepthRange]:
+    """The near-bright range each map is mapped to [0, 1] over by `condition` with the same options.
+
+    Files that keep depth record it (`depth_anything.depth_files`), so that a 16-bit map can be read back as
+    values. Passing a map's range as `value_range` to `condition` gives exactly the map `normalize` gives.
+
+    >>> value_ranges(torch.tensor([[1.0, 4.0]]), kind="metric_depth")
+    [DepthRange(low=0.25, high=1.0)]
+    """
+    if normalize not in NORMALIZE_MODES:
+        raise ValueError(f"Unknown normalize {normalize!r}; use one of {', '.join(map(repr, NORMALIZE_MODES))}.")
+    maps, _ = depth_maps(depth)
+    values = [near_bright(m, kind) for m in maps]
+    return [DepthRange(low, high) for low, high in _ranges(values, normalize, percentiles, value_range)]
+
+
 # ------------------------------------------------------------------------------------------ target sizes
 
 

@@ -175,7 +175,16 @@ class DepthAnythingDetector:
     @classmethod
     def from_pretrained(cls, source: str | Path, **options) -> "DepthAnythingDetector":
         """Load a checkpoint or known model name; `options` are those of `DepthModel.from_pretrained`
-        (family, device, dtype, cache_dir, backend)."""
+        (family, device, dtype, cache_dir, backend).
+
+        `backend` ("eager", "compile", "onnx", "tensorrt" or "auto") changes only where the network runs: the
+        control image is the same to float rounding.
+
+        Example:
+            >>> detector = DepthAnythingDetector.from_pretrained(  # doctest: +SKIP
+            ...     "depth_anything_v2_vits", device="cuda", backend="tensorrt")
+            >>> control = detector(photo, image_resolution=1024)  # doctest: +SKIP
+        """
         return cls(DepthModel.from_pretrained(source, **options))
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "DepthAnythingDetector":

@@ -98,6 +98,12 @@ class DepthModel(nn.Module):
         self._backend = make_backend(backend, self) if isinstance(backend, str) else backend
         return self
 
+    def __getstate__(self) -> dict:
+        # A copy or pickle of the model carries its weights, not the sessions or engines its backend holds.
+        state = dict(self.__dict__)
+        state["_backend"] = None
+        return state
+
     def _apply(self, fn, *args, **kwargs):
         if self._backend is not None:
             self._backend.reset()  # weights or device changed: compiled or copied forms are stale
@@ -343,13 +349,18 @@ class DepthModel(nn.Module):
             dtype: "fp32", "fp16", "bf16" or a torch dtype; defaults to fp16 on CUDA / MPS and fp32 on CPU.
             cache_dir: where known models are downloaded (default: $DEPTH_ANYTHING_CACHE or
                 ~/.cache/depth_anything).
-            backend: what runs the network; "eager" is PyTorch itself (`depth_anything.backends.BACKENDS`).
+            backend: what runs the network: "eager" (PyTorch itself, the default), "compile" (torch.compile),
+                "onnx" (ONNX Runtime; `pip install depth-anything-preprocessor[onnx]`), "tensorrt" (NVIDIA GPUs;
+                the `[tensorrt]` extra) or "auto" (the fastest of them installed here and measured exact; decided
+                once, remembered). Compiled forms are kept in the cache folder's `backends/`, and each is
+                compared with the eager network before use; see `depth_anything.backends`.
 
         Returns:
             The family's network class (a `DepthModel`), e.g. `DepthAnything` for v1 / v2 / v2-metric.
 
         Example:
             >>> model = DepthAnything.from_pretrained("depth_anything_v2_vits", device="cpu")  # doctest: +SKIP
+            >>> fast = DepthAnything.from_pretrained("depth_anything_v2_vits", backend="onnx")  # doctest: +SKIP
         """
         from .loading import load_model, resolve_checkpoint
 

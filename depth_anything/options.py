@@ -29,7 +29,10 @@ TILE_SPAN = 5  # a default tile spans at least 1/TILE_SPAN of the short side
 OVERLAP_FRACTION = 4  # default overlap: a quarter of the tile
 MAX_TILE = 16380  # the largest multiple of 14 below 16384 (ComfyUI's widget limit)
 
-OUTPUT_FORMATS = ("side-by-side", "png8", "png16", "npy")  # what the command line (and save nodes) write
+OUTPUT_FORMATS = ("side-by-side", "png8", "png16", "npy", "exr")  # what the command line (and save nodes) write
+FORMAT_SUFFIXES = {"side-by-side": ".png", "png8": ".png", "png16": ".png", "npy": ".npy", "exr": ".exr"}
+DEPTH_FILE_FORMATS = ("png16", "npy", "exr")  # files that keep values, with metadata; Load Depth reads them
+RAW_FORMATS = ("npy", "exr")  # of those, the ones that hold the raw values rather than a [0, 1] map
 
 BATCH_SIZE = 4  # images (or tiles at model resolution) per forward pass on the command line and in the nodes
 
@@ -61,7 +64,8 @@ HELP = {
     "format": (
         "side-by-side: image | 50 px gap | depth (as the official run.py); png8: depth only; png16: 16-bit "
         "grayscale depth (65536 levels, for ControlNet training); npy: raw float32 depth (the model's own "
-        "quantity: disparity, or metres for metric models)."
+        "quantity: disparity, or metres for metric models); exr: the same raw float32 depth as OpenEXR (Blender, "
+        "Nuke). png16, npy (in a .json beside it) and exr record the model, kind and range they hold."
     ),
 }
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 import comfy.model_management as mm
 import comfy.utils
-import folder_paths
 
 from depth_anything import COLORMAPS, NORMALIZE_MODES, colorize, condition, resolve_checkpoint
-from depth_anything.conditioning import quantize
+from depth_anything.backends import BACKEND_HELP, DEFAULT_BACKEND
+from depth_anything.conditioning import DepthRange, quantize, value_ranges
+from depth_anything.depth_files import DepthMetadata, depth_metadata, png16_bytes, write_npy
 from depth_anything.files import write_atomic
 from depth_anything.options import (
     BATCH_SIZE,
@@ -34,7 +34,7 @@ from depth_anything.options import (
     tiling_mode,
 )
 
-from . import managed, model_files
+from . import managed, model_files, saving
 
 CATEGORY = "Depth Anything"
 MODEL_TYPE = "DEPTH_ANYTHING_MODEL"
@@ -47,11 +47,15 @@ class RawDepth:
 
     values: float32 (B, H, W) on the CPU in the model's own quantity (`kind`): disparity (near = large,
     arbitrary scale) for relative models, depth in metres for metric ones.
+    about: the model and settings depth files record (`depth_anything.depth_files`), when known.
+    ranges: per map, the near-bright range the estimate's depth IMAGE was normalised over.
     """
 
     values: torch.Tensor
     kind: str
     model: str
+    about: DepthMetadata | None = None
+    ranges: tuple[DepthRange, ...] = ()
 
     @property
     def is_metric(self) -> bool:
@@ -107,7 +111,9 @@ def _checkpoint_fingerprint(model_name: str) -> str:
         return str(model_name)
 
 
-def load_depth_model(model_name: str, family: str, precision: str, device: str) -> managed.DepthAnythingModel:
+def load_depth_model(
+    model_name: str, family: str, precision: str, device: str, backend: str = DEFAULT_BACKEND
+) -> managed.DepthAnythingModel:
     """Resolve a loader choice (downloading a known model when missing) and load it through the cache.
 
     The family is decided once, by the library's resolver, before the cache is looked at, so a file and its
@@ -115,7 +121,7 @@ def load_depth_model(model_name: str, family: str, precision: str, device: str) 
     """
     path = model_files.resolve(model_name)
     checkpoint = resolve_checkpoint(path, family=managed.family_option(family))
-    return managed.load(checkpoint, name=model_name, precision=precision, device=device)
+    return managed.load(checkpoint, name=model_name, precision=precision, device=device, backend=backend)
 
 
 def estimate_depth(
@@ -163,7 +169,12 @@ def estimate_depth(
         )
     depth = condition(raw, kind=net.output_kind, normalize=normalization, invert=invert, gamma=gamma)
     as_image = depth[..., None].expand(-1, -1, -1, 3).contiguous()
-    return as_image, depth.contiguous(), RawDepth(raw, net.output_kind, model.name)
+    about = depth_metadata(
+        net, normalize=normalization, invert=invert, gamma=gamma, input_size=input_size,
+        tiling=tiling, tile=tile, overlap=tile_overlap,
+    )
+    ranges = tuple(value_ranges(raw, kind=net.output_kind, normalize=normalization))
+    return as_image, depth.contiguous(), RawDepth(raw, net.output_kind, model.name, about, ranges)
 
 
 # ------------------------------------------------------------------------------------------------- nodes
@@ -209,7 +220,15 @@ class DepthAnythingModelLoader:
                         "GPU, e.g. to leave all VRAM to the diffusion model.",
                     },
                 ),
-            }
+            },
+            "optional": {
+                # Optional, so that workflows saved before it load unchanged (they run eager, as they did).
+                "backend": (
+                    list(managed.BACKEND_CHOICES),
+                    {"default": DEFAULT_BACKEND, "tooltip": f"{BACKEND_HELP} The first run of a new size can "
+                     "take a while (export or build); later runs, and later ComfyUI sessions, reuse it."},
+                ),
+            },
         }
 
     @classmethod
@@ -223,8 +242,8 @@ class DepthAnythingModelLoader:
     def IS_CHANGED(cls, model_name, **_):
         return _checkpoint_fingerprint(model_name)
 
-    def load(self, model_name, family, precision, device):
-        return (load_depth_model(model_name, family, precision, device),)
+    def load(self, model_name, family, precision, device, backend=DEFAULT_BACKEND):
+        return (load_depth_model(model_name, family, precision, device, backend),)
 
 
 class DepthAnythingEstimate:
@@ -365,7 +384,8 @@ class DepthAnythingSaveDepth16:
     DESCRIPTION = (
         "Saves depth maps as 16-bit grayscale PNGs (65536 levels instead of 256) in ComfyUI's output folder, "
         "with a .npy of the float values beside each (the raw values, metres for metric models, when raw_depth "
-        "is connected)."
+        "is connected). With raw_depth, each PNG records the model and the range its levels stand for, so Load "
+        "Depth gives the values back."
     )
     CATEGORY = CATEGORY
     FUNCTION = "save"
@@ -377,14 +397,7 @@ class DepthAnythingSaveDepth16:
         return {
             "required": {
                 "depth": ("IMAGE", {"tooltip": "A normalized depth map in [0, 1] (its first channel is saved)."}),
-                "filename_prefix": (
-                    "STRING",
-                    {
-                        "default": "depth_anything/depth",
-                        "tooltip": "File name start, relative to the output folder; may hold subfolders and "
-                        "%width% / %height%. A counter keeps earlier files.",
-                    },
-                ),
+                "filename_prefix": saving.filename_prefix_input(),
                 "save_npy": (
                     "BOOLEAN",
                     {"default": True, "tooltip": "Also write a float32 .npy beside each PNG."},
@@ -405,24 +418,21 @@ class DepthAnythingSaveDepth16:
                 f"raw_depth holds {raw_depth.values.shape[0]} maps but depth holds {depth.shape[0]}; connect both "
                 "from the same Depth Anything Estimate node."
             )
-        output_dir = folder_paths.get_output_directory()
-        folder, filename, counter, subfolder, _prefix = folder_paths.get_save_image_path(
-            filename_prefix, output_dir, depth.shape[2], depth.shape[1]
-        )
-        metadata = _png_metadata(prompt, extra_pnginfo)
+        folder, stems, subfolder = saving.output_stems(filename_prefix, depth.shape[2], depth.shape[1], len(depth))
+        workflow = _png_metadata(prompt, extra_pnginfo)
         results = []
-        for index, image in enumerate(depth):
-            stem = f"{filename.replace('%batch_num%', str(index))}_{counter:05}_"
-            png = Image.fromarray(quantize(image[..., 0], 16))
-            write_atomic(
-                os.path.join(folder, stem + ".png"), lambda f: png.save(f, "PNG", pnginfo=metadata), overwrite=False
-            )
+        for index, (image, stem) in enumerate(zip(depth, stems)):
+            depth_map = image[..., 0]
+            png = png16_bytes(quantize(depth_map, 16), saving.levels_metadata(depth_map, raw_depth, index), workflow)
+            write_atomic(os.path.join(folder, stem + ".png"), lambda f: f.write(png), overwrite=False)
             if save_npy:
-                values = raw_depth.values[index] if raw_depth is not None else image[..., 0]
-                array = values.detach().cpu().float().numpy()
-                write_atomic(os.path.join(folder, stem + ".npy"), lambda f: np.save(f, array), overwrite=False)
-            results.append({"filename": stem + ".png", "subfolder": subfolder, "type": "output"})
-            counter += 1
+                if raw_depth is not None:
+                    array = raw_depth.values[index].detach().cpu().float().numpy()
+                    about = saving.raw_metadata(raw_depth, index)
+                else:
+                    array, about = depth_map.detach().cpu().float().numpy(), saving.unit_map_metadata(depth_map)
+                write_npy(Path(folder, stem + ".npy"), array, about, overwrite=False)
+            results.append(saving.saved(stem + ".png", subfolder))
         return {"ui": {"images": results}}
 
 

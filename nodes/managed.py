@@ -18,6 +18,7 @@ import comfy.model_management as mm
 import comfy.model_patcher
 
 from depth_anything import FAMILIES, Checkpoint, DepthModel
+from depth_anything.backends import BACKENDS, DEFAULT_BACKEND, backend_problem
 from depth_anything.devices import PRECISIONS, choose_dtype
 from depth_anything.loading import load_model
 
@@ -31,6 +32,7 @@ _cache: OrderedDict[tuple, "DepthAnythingModel"] = OrderedDict()
 FAMILY_CHOICES = ("auto", *(name.replace("_", " ") for name in FAMILIES))
 PRECISION_CHOICES = PRECISIONS
 DEVICE_CHOICES = ("auto", "cpu")
+BACKEND_CHOICES = tuple(BACKENDS)  # eager first: the default, and what workflows saved before the input get
 
 
 class DepthAnythingModule(torch.nn.Module):
@@ -114,18 +116,29 @@ def family_option(family: str) -> str | None:
     return None if family == "auto" else family
 
 
-def load(checkpoint: Checkpoint, *, name: str, precision: str, device: str) -> DepthAnythingModel:
+def backend_option(backend: str) -> str:
+    """The loader's backend choice, checked against the library's registry."""
+    problem = backend_problem(backend)
+    if problem is not None:
+        raise ValueError(problem)
+    return backend
+
+
+def load(
+    checkpoint: Checkpoint, *, name: str, precision: str, device: str, backend: str = DEFAULT_BACKEND
+) -> DepthAnythingModel:
     """A model for this resolved checkpoint and these options: from the cache when the file has not changed."""
     load_device, offload_device = devices(device)
     dtype = dtype_for(precision, load_device)
     path = checkpoint.path
-    key = (str(path), signature(path), checkpoint.family.name, dtype, str(load_device), str(offload_device))
+    key = (str(path), signature(path), checkpoint.family.name, dtype, str(load_device), str(offload_device),
+           backend_option(backend))
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
     for stale in [k for k in _cache if k[0] == key[0] and k[1] != key[1]]:
         del _cache[stale]  # the file changed on disk: its old weights are of no further use
-    model = load_model(checkpoint, device=offload_device, dtype=dtype)
+    model = load_model(checkpoint, device=offload_device, dtype=dtype, backend=backend)
     handle = DepthAnythingModel(model, name, load_device, offload_device)
     _cache[key] = handle
     while len(_cache) > CACHE_SIZE:

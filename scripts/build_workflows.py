@@ -60,7 +60,8 @@ def depth_nodes(image: str, *, input_size=518, normalization="per_image", batch_
         Node(
             2,
             "DepthAnythingModelLoader",
-            {"model_name": "depth_anything_v2_vits", "family": "auto", "precision": "auto", "device": "auto"},
+            {"model_name": "depth_anything_v2_vits", "family": "auto", "precision": "auto", "device": "auto",
+             "backend": "eager"},
             (x, 420),
         ),
         Node(
@@ -150,6 +151,45 @@ def controlnet_workflow(
     )
 
 
+SD15 = dict(
+    checkpoint="v1-5-pruned-emaonly.safetensors",
+    controlnet="control_v11f1p_sd15_depth.pth",
+    width=512,
+    height=512,
+    steps=25,
+    cfg=7.0,
+    sampler="euler",
+    scheduler="normal",
+    strength=1.0,
+    prompt="a cozy reading room with a leather armchair, warm evening light, photograph",
+)  # the SD1.5 sampling settings of the workflows that generate with SD1.5
+SAVED_DEPTH_PREFIX = "depth_anything/saved_depth"
+
+
+def saved_depth_workflow() -> Workflow:
+    """Save depth as EXR, load it back with Load Depth and feed that to Apply ControlNet (SD1.5)."""
+    workflow = controlnet_workflow(
+        "saved_depth_controlnet",
+        **SD15,
+        note="Depth saved once, reused later: the EXR keeps the raw values and says what they are.\n\n1. Queue "
+        "once: Save Depth EXR writes output/depth_anything/saved_depth_00001_.exr (float32, with the model and "
+        "range in its header).\n2. Load Depth reads it back (pick any .exr, 16-bit .png or .npy; refresh to see "
+        "new files) and gives the same depth map to Apply ControlNet, with no depth model in this part of the "
+        "graph. Queue again.\nNeeds an SD1.5 checkpoint and control_v11f1p_sd15_depth.pth.",
+    )
+    nodes = {node.id: node for node in workflow.nodes}
+    nodes[4] = Node(
+        4,
+        "DepthAnythingSaveDepthEXR",
+        {"raw_depth": (3, 2), "filename_prefix": SAVED_DEPTH_PREFIX, "channel": "Y"},
+        (760, 0),
+    )
+    nodes[14] = Node(14, "DepthAnythingLoadDepth", {"depth_file": f"{SAVED_DEPTH_PREFIX}_00001_.exr [output]"},
+                     (380, 1300))  # fmt: skip
+    nodes[9].inputs["image"] = (14, 0)  # the hint comes from the file, not from the estimate
+    return Workflow(workflow.name, list(nodes.values()))
+
+
 def video_depth_controlnet_workflow(name: str, frames_in: list[Node], frames: tuple, save, note: str) -> Workflow:
     """Frames (ids 1-2) -> Video Depth Anything -> SD1.5 depth ControlNet generation of every frame -> video.
 
@@ -163,23 +203,25 @@ def video_depth_controlnet_workflow(name: str, frames_in: list[Node], frames: tu
             Node(3, "ImageScale", {"image": frames, "upscale_method": "lanczos", "width": 512, "height": 0,
                                    "crop": "disabled"}, (380, 0), title="Frames at 512 px wide"),
             Node(4, "DepthAnythingModelLoader", {"model_name": "video_depth_anything_vits", "family": "auto",
-                                                 "precision": "auto", "device": "auto"}, (380, 300)),
+                                                 "precision": "auto", "device": "auto", "backend": "eager"},
+                 (380, 300)),
             Node(5, "VideoDepthAnythingEstimate", {"model": (4, 0), "images": (3, 0), "input_size": 518,
                                                    "normalization": "batch", "invert": False, "gamma": 1.0,
                                                    "batch_size": 8}, (760, 0)),
-            Node(6, "CheckpointLoaderSimple", {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}, (0, 760)),
+            Node(6, "CheckpointLoaderSimple", {"ckpt_name": SD15["checkpoint"]}, (0, 760)),
             Node(7, "CLIPTextEncode", {"clip": (6, 1), "text": "a watercolour painting, soft evening light"},
                  (380, 620), title="Positive prompt"),
             Node(8, "CLIPTextEncode", {"clip": (6, 1), "text": "blurry, low quality, deformed"}, (380, 880),
                  title="Negative prompt"),
-            Node(9, "ControlNetLoader", {"control_net_name": "control_v11f1p_sd15_depth.pth"}, (380, 1140)),
+            Node(9, "ControlNetLoader", {"control_net_name": SD15["controlnet"]}, (380, 1140)),
             Node(10, "ControlNetApplyAdvanced", {"positive": (7, 0), "negative": (8, 0), "control_net": (9, 0),
-                                                 "image": (5, 0), "strength": 1.0, "start_percent": 0.0,
+                                                 "image": (5, 0), "strength": SD15["strength"], "start_percent": 0.0,
                                                  "end_percent": 1.0}, (760, 620)),
             Node(11, "VAEEncode", {"pixels": (3, 0), "vae": (6, 2)}, (760, 920), title="One latent per frame"),
             Node(12, "KSampler", {"model": (6, 0), "positive": (10, 0), "negative": (10, 1), "latent_image": (11, 0),
-                                  "seed": 0, "steps": 20, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
-                                  "denoise": 1.0}, (1160, 620)),
+                                  "seed": 0, "steps": SD15["steps"], "cfg": SD15["cfg"],
+                                  "sampler_name": SD15["sampler"], "scheduler": SD15["scheduler"], "denoise": 1.0},
+                 (1160, 620)),
             Node(13, "VAEDecode", {"samples": (12, 0), "vae": (6, 2)}, (1540, 620)),
             *save(14, (13, 0), f"depth_anything/{name}", 1880, 620),
             *save(16, (5, 0), f"depth_anything/{name}_depth", 1160, 0),
@@ -232,16 +274,7 @@ def all_workflows() -> list[Workflow]:
         ),
         controlnet_workflow(
             "sd15_depth_controlnet",
-            checkpoint="v1-5-pruned-emaonly.safetensors",
-            controlnet="control_v11f1p_sd15_depth.pth",
-            width=512,
-            height=512,
-            steps=25,
-            cfg=7.0,
-            sampler="euler",
-            scheduler="normal",
-            strength=1.0,
-            prompt="a cozy reading room with a leather armchair, warm evening light, photograph",
+            **SD15,
             note="SD1.5 generation that follows the depth of your image.\n\nNeeds an SD1.5 checkpoint in "
             "models/checkpoints and control_v11f1p_sd15_depth.pth (lllyasviel/ControlNet-v1-1) in "
             "models/controlnet.\nThe depth hint is centre-cropped to the latent's aspect ratio: set width and "
@@ -329,6 +362,7 @@ def all_workflows() -> list[Workflow]:
             note=VIDEO_DEPTH_NOTE + "\nFor any ComfyUI: Load Image reads every frame of an animated WebP or GIF "
             "(upload frames.webp); the results are animated WebPs at 12 frames per second (set fps to your clip's).",
         ),
+        saved_depth_workflow(),
     ]
 
 

@@ -1,4 +1,7 @@
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -6,6 +9,23 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tests/checkpoints.py is shared by every test module
 
 from checkpoints import write_checkpoint  # noqa: E402
+
+_CACHE = None
+
+
+def pytest_configure(config):
+    # Known-model downloads and the backends' compiled files go to a folder of this run, never the user's cache;
+    # subprocesses (the command line, the ComfyUI server) inherit it.
+    global _CACHE
+    if "DEPTH_ANYTHING_CACHE" not in os.environ:
+        _CACHE = tempfile.mkdtemp(prefix="depth_anything_test_cache_")
+        os.environ["DEPTH_ANYTHING_CACHE"] = _CACHE
+
+
+def pytest_unconfigure(config):
+    if _CACHE is not None:
+        os.environ.pop("DEPTH_ANYTHING_CACHE", None)
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@
   already) at run time, after every pack has loaded.
 - TestConditioning gives SD1.5-shaped conditioning (1, 77, 768) from a seed, so that a sampling test needs no
   250 MB text encoder.
+- TextProbe shows a STRING output in the prompt's results (ComfyUI has no core node for that).
 """
 
 import importlib.machinery
@@ -44,4 +45,22 @@ class TestConditioning:
         return ([[torch.randn(1, 77, 768, generator=generator), {}]],)
 
 
-NODE_CLASS_MAPPINGS = {"NodesModuleProbe": NodesModuleProbe, "TestConditioning": TestConditioning}
+class TextProbe:
+    CATEGORY = "tests"
+    FUNCTION = "show"
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"forceInput": True})}}
+
+    def show(self, text):
+        return {"ui": {"text": [text]}}
+
+
+NODE_CLASS_MAPPINGS = {
+    "NodesModuleProbe": NodesModuleProbe,
+    "TestConditioning": TestConditioning,
+    "TextProbe": TextProbe,
+}

@@ -28,7 +28,7 @@ from tiny_sd15 import write_sd15_checkpoint, write_sd15_controlnet
 from videos import clip_frames, make_video
 
 OUR_NODES = {
-    "DepthAnythingModelLoader": ["model_name", "family", "precision", "device"],
+    "DepthAnythingModelLoader": ["model_name", "family", "precision", "device", "backend"],
     "DepthAnythingEstimate": [
         "model", "image", "input_size", "normalization", "invert", "gamma", "batch_size", "tiling", "tile_size",
         "overlap",
@@ -37,6 +37,8 @@ OUR_NODES = {
     "DepthAnythingColorize": ["depth", "colormap"],
     "DepthAnythingSaveDepth16": ["depth", "filename_prefix", "save_npy", "raw_depth"],
     "VideoDepthAnythingEstimate": ["model", "images", "input_size", "normalization", "invert", "gamma", "batch_size"],
+    "DepthAnythingSaveDepthEXR": ["raw_depth", "filename_prefix", "channel"],
+    "DepthAnythingLoadDepth": ["depth_file"],
 }  # fmt: skip
 OUR_OUTPUTS = {
     "DepthAnythingModelLoader": ["DEPTH_ANYTHING_MODEL"],
@@ -45,7 +47,10 @@ OUR_OUTPUTS = {
     "DepthAnythingColorize": ["IMAGE"],
     "DepthAnythingSaveDepth16": [],
     "VideoDepthAnythingEstimate": ["IMAGE", "MASK", "DEPTH_ANYTHING_RAW"],
+    "DepthAnythingSaveDepthEXR": [],
+    "DepthAnythingLoadDepth": ["IMAGE", "MASK", "DEPTH_ANYTHING_RAW", "STRING"],
 }
+OUTPUT_NODES = {"DepthAnythingSaveDepth16", "DepthAnythingSaveDepthEXR"}
 MODEL_FILE = "depth_anything_v2_vits.pth"  # also the file of the known name depth_anything_v2_vits
 VIDEO_MODEL_FILE = "video_depth_anything_vits.pth"  # the file of the known name video_depth_anything_vits
 SIZE = 56  # input_size for tests: a multiple of 14, small for the CPU
@@ -118,6 +123,12 @@ def workflow_stand_ins(comfyui, depth_checkpoint, video_checkpoint, input_images
         ("controlnet", "controlnet-depth-sdxl-1.0.safetensors"),
     ):
         (comfyui.models_dir / folder / name).touch()
+    # The file the saved-depth workflow's Load Depth reads, as its first run writes it.
+    from depth_anything import save_depth
+
+    saved = comfyui.output_dir / "depth_anything" / "saved_depth_00001_.exr"
+    if not saved.exists():
+        save_depth(saved, np.linspace(0, 1, 56 * 72, dtype=np.float32).reshape(56, 72))
 
 
 def load_library_model(path: Path) -> DepthAnything:
@@ -185,7 +196,7 @@ def test_every_node_has_documented_inputs(object_info, node):
     for name, spec in inputs.items():
         assert len(spec) == 2 and len(spec[1].get("tooltip", "")) > 15, f"{node}.{name} has no tooltip"
     assert list(info["output"]) == OUR_OUTPUTS[node]
-    assert info["output_node"] == (node == "DepthAnythingSaveDepth16")
+    assert info["output_node"] == (node in OUTPUT_NODES)
 
 
 def test_loader_lists_model_files_and_known_names(comfyui, depth_checkpoint):
@@ -483,8 +494,8 @@ def test_every_workflow_comes_in_both_formats():
     names = {p.stem for p in api_workflows()}
     assert names == {p.stem for p in ui_workflows()}
     assert {"depth_map", "sd15_depth_controlnet", "sdxl_depth_controlnet", "highres_tiled_depth",
-            "video_frames_depth", "video_depth_anything_controlnet",
-            "video_depth_anything_controlnet_animated"} <= names  # fmt: skip
+            "video_frames_depth", "video_depth_anything_controlnet", "video_depth_anything_controlnet_animated",
+            "saved_depth_controlnet"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", api_workflows(), ids=lambda p: p.stem)
@@ -828,3 +839,137 @@ def read_frames(path: Path) -> list[np.ndarray]:
             image.seek(index)
             frames.append(np.asarray(image.convert("RGB")))
         return frames
+
+
+# ------------------------------------------------------------------------------------------- depth files
+
+
+def load_depth_prompt(depth_file: str, prefix: str) -> dict:
+    """Load Depth -> Save Depth EXR of its raw values (node 2), Save Depth 16-bit of its map (node 3), its info."""
+    return {
+        "1": {"class_type": "DepthAnythingLoadDepth", "inputs": {"depth_file": depth_file}},
+        "2": {
+            "class_type": "DepthAnythingSaveDepthEXR",
+            "inputs": {"raw_depth": ["1", 2], "filename_prefix": prefix, "channel": "Z"},
+        },
+        "3": {
+            "class_type": "DepthAnythingSaveDepth16",
+            "inputs": {"depth": ["1", 0], "filename_prefix": prefix, "save_npy": False, "raw_depth": ["1", 2]},
+        },
+        "4": {"class_type": "TextProbe", "inputs": {"text": ["1", 3]}},
+    }
+
+
+def test_saved_depth_loads_back_with_its_values_from_exr_png16_and_npy(comfyui, depth_checkpoint, input_images):
+    from depth_anything import load_depth
+
+    prompt = depth_prompt(gamma=1.0)  # node 5: Save Depth 16-bit, with a .npy of the raw values
+    prompt["6"] = {
+        "class_type": "DepthAnythingSaveDepthEXR",
+        "inputs": {"raw_depth": ["3", 2], "filename_prefix": "tests/exr", "channel": "Y"},
+    }
+    outputs = comfyui.run(prompt)
+    (exr_path,) = comfyui.output_files(outputs, "6", key="files")
+    (png_path,) = comfyui.output_files(outputs, "5")
+    npy_path = png_path.with_suffix(".npy")
+    raw = load_library_model(depth_checkpoint).infer(read_image(input_images["scene.png"]), input_size=SIZE)[0]
+    exr = load_depth(exr_path)
+    np.testing.assert_allclose(exr.values, raw.numpy(), rtol=1e-4, atol=1e-4)  # the estimate's raw depth
+    assert np.array_equal(exr.values, np.load(npy_path))  # the same float32 in both files
+    meta = exr.metadata
+    assert (meta.model, meta.family, meta.encoder, meta.kind) == (MODEL_FILE, "v2", "vits", "disparity")
+    assert (meta.input_size, meta.normalize, meta.tiling, meta.size) == (SIZE, "per_image", "off", (48, 64))
+    png = load_depth(png_path)
+    assert png.metadata.value_range == meta.value_range == load_depth(npy_path).metadata.value_range
+    low, high = meta.value_range
+    assert np.abs(png.values - exr.values).max() <= (high - low) / 65535 / 2 + 1e-6
+    estimate_map = np.asarray(Image.open(png_path))
+
+    choices = comfyui.get("/object_info/DepthAnythingLoadDepth")["DepthAnythingLoadDepth"]["input"]["required"]
+    listed = choices["depth_file"][0]
+    for name, path in (("exr", exr_path), ("png", png_path), ("npy", npy_path)):
+        choice = f"{path.relative_to(comfyui.output_dir).as_posix()} [output]"
+        assert choice in listed  # saved files are offered for loading
+        out = comfyui.run(load_depth_prompt(choice, f"tests/reloaded_{name}"))
+        again = load_depth(comfyui.output_files(out, "2", key="files")[0])
+        if name == "png":  # to half a level of the range
+            assert np.abs(again.values - exr.values).max() <= (high - low) / 65535 / 2 + 1e-6
+        else:
+            assert np.array_equal(again.values, exr.values)  # bit-exact
+        (map_path,) = comfyui.output_files(out, "3")
+        assert np.array_equal(np.asarray(Image.open(map_path)), estimate_map)  # the same depth map as the estimate's
+        assert load_depth(map_path).metadata.value_range == meta.value_range
+        info = out["4"]["text"][0]
+        assert f"disparity from {MODEL_FILE}, v2, vits, 64x48" in info and "per_image" in info, info
+
+
+def test_load_depth_refuses_bad_files_and_reads_plain_ones_as_unit_maps(comfyui):
+    import OpenEXR
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(comfyui.input_dir / "depth8.png")
+    eight_bit = _failed(comfyui, load_depth_prompt("depth8.png", "tests/bad"))
+    assert eight_bit["node_type"] == "DepthAnythingLoadDepth"
+    assert "depth8.png is an 8-bit grayscale PNG; depth files are 16-bit" in eight_bit["exception_message"]
+
+    ones = np.ones((8, 8), np.float32)
+    OpenEXR.File({"type": OpenEXR.scanlineimage}, {"R": ones, "G": ones, "B": ones}).write(
+        str(comfyui.input_dir / "colour.exr")
+    )
+    colour = _failed(comfyui, load_depth_prompt("colour.exr", "tests/bad"))
+    assert "colour.exr has no depth channel: it holds B, G, R" in colour["exception_message"]
+
+    assert "Depth file 'missing.exr' not found" in _refused(comfyui, load_depth_prompt("missing.exr", "tests/bad"))
+    outside = _refused(comfyui, load_depth_prompt("../output/tests/x.exr", "tests/bad"))
+    assert "outside it" in outside
+
+    levels = (np.arange(64, dtype=np.uint16) * 1000).reshape(8, 8)
+    Image.fromarray(levels).save(comfyui.input_dir / "plain16.png")
+    out = comfyui.run(load_depth_prompt("plain16.png", "tests/plain"))
+    assert "no Depth Anything metadata" in out["4"]["text"][0] and "near = white" in out["4"]["text"][0]
+    (map_path,) = comfyui.output_files(out, "3")
+    assert np.array_equal(np.asarray(Image.open(map_path)), levels)  # read as 0..1, near = white: kept as it is
+
+
+@pytest.mark.slow
+def test_saved_depth_workflow_reloads_depth_and_feeds_it_to_the_controlnet(
+    comfyui, depth_checkpoint, input_images, sd15_models
+):
+    from depth_anything import load_depth
+
+    checkpoint, controlnet = sd15_models
+    prompt = json.loads((WORKFLOWS / "api" / "saved_depth_controlnet.json").read_text())
+    ids = {n["class_type"]: i for i, n in prompt.items() if n["class_type"] != "CLIPTextEncode"}
+    for seed, node in enumerate(n for n in prompt.values() if n["class_type"] == "CLIPTextEncode"):
+        node.update(class_type="TestConditioning", inputs={"seed": seed})  # the tiny checkpoint has no CLIP
+    inputs = {name: prompt[i]["inputs"] for name, i in ids.items()}
+    inputs["LoadImage"]["image"] = "scene.png"
+    inputs["DepthAnythingEstimate"]["input_size"] = SIZE
+    inputs["DepthAnythingSaveDepthEXR"]["filename_prefix"] = "tests/saved_depth"
+    inputs["CheckpointLoaderSimple"]["ckpt_name"] = checkpoint
+    inputs["ControlNetLoader"]["control_net_name"] = controlnet
+    inputs["EmptyLatentImage"].update(width=64, height=64)
+    inputs["KSampler"].update(steps=1)
+    inputs["SaveImage"]["filename_prefix"] = "tests/saved_depth_sd15"
+
+    # 1. The first part of the graph saves the depth.
+    first = {i: prompt[i] for i in (ids["LoadImage"], ids["DepthAnythingModelLoader"], ids["DepthAnythingEstimate"],
+                                    ids["DepthAnythingSaveDepthEXR"])}  # fmt: skip
+    (exr_path,) = comfyui.output_files(comfyui.run(first), ids["DepthAnythingSaveDepthEXR"], key="files")
+    raw = load_library_model(depth_checkpoint).infer(read_image(input_images["scene.png"]), input_size=SIZE)[0]
+    np.testing.assert_allclose(load_depth(exr_path).values, raw.numpy(), rtol=1e-4, atol=1e-4)
+
+    # 2. Load Depth reads it back and its map is the ControlNet's hint.
+    inputs["DepthAnythingLoadDepth"]["depth_file"] = f"{exr_path.relative_to(comfyui.output_dir).as_posix()} [output]"
+
+    def sampled(graph: dict) -> np.ndarray:
+        entry, events = comfyui.run_with_events(graph)
+        assert entry["status"]["status_str"] == "success", execution_error(entry)
+        assert any(kind == "progress" and d.get("node") == ids["KSampler"] for kind, d in events)  # it sampled
+        (path,) = comfyui.output_files(entry["outputs"], ids["SaveImage"])
+        return np.asarray(Image.open(path)).astype(int)
+
+    from_file = sampled(prompt)
+    assert from_file.shape == (64, 64, 3) and from_file.std() > 1
+    direct = json.loads(json.dumps(prompt))
+    direct[ids["ControlNetApplyAdvanced"]]["inputs"]["image"] = [ids["DepthAnythingEstimate"], 0]
+    assert np.array_equal(sampled(direct), from_file)  # the reloaded depth is the estimate's, as a hint

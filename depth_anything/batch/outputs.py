@@ -1,14 +1,15 @@
 """What a batch run writes: the condition stage's maps rendered as output files, written atomically.
 
 Every file goes through `depth_anything.files.write_atomic`, so a killed run leaves either a complete output or
-none, and the next run removes what killed runs left behind.
+none, and the next run removes what killed runs left behind. 16-bit PNG, npy and EXR outputs carry the
+metadata of `depth_anything.depth_files` (model, kind, the range the map was made over), so they keep their values.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,9 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..conditioning import DepthRange, condition, near_bright, quantize
+from ..conditioning import DepthRange, condition, near_bright, quantize, value_ranges
+from ..depth_files import DepthMetadata, depth_metadata, exr_bytes, for_map, png16_bytes, write_npy
 from ..files import partial_path, remove_stale_partials, write_atomic
-from ..options import OUTPUT_FORMATS
+from ..options import DEPTH_FILE_FORMATS, FORMAT_SUFFIXES, OUTPUT_FORMATS, RAW_FORMATS
 from ..postprocess import colorize
 
 __all__ = [
@@ -51,10 +53,11 @@ class RenderOptions:
     kind: str = "disparity"  # the model's output kind (metric depth is far = large)
     invert: bool = False
     gamma: float = 1.0
+    about: DepthMetadata | None = field(default=None, compare=False)  # model and settings files record
 
     @property
     def suffix(self) -> str:
-        return ".npy" if self.format == "npy" else ".png"
+        return FORMAT_SUFFIXES[self.format]
 
     @property
     def needs_image(self) -> bool:
@@ -63,7 +66,24 @@ class RenderOptions:
     @property
     def two_pass(self) -> bool:
         """One range for all outputs needs every depth before the first file is written."""
-        return self.normalize == "batch" and self.format != "npy"
+        return self.normalize == "batch" and self.format not in RAW_FORMATS
+
+    def settings(self) -> dict:
+        """What decides the outputs' content, for the run's settings record (`check_settings`)."""
+        return {name: value for name, value in vars(self).items() if name != "about"}
+
+    def own_range(self, depth: torch.Tensor) -> DepthRange:
+        """The range one map is rendered over in a single-pass run (its own, or its percentile range)."""
+        mode = "per_image" if self.normalize == "batch" else self.normalize
+        return value_ranges(depth, kind=self.kind, normalize=mode)[0]
+
+    def metadata(self, size: tuple[int, int], value_range: DepthRange | None) -> DepthMetadata | None:
+        """What a png16 / npy / exr output of this size, rendered over `value_range`, records; None for pictures."""
+        if self.format not in DEPTH_FILE_FORMATS:
+            return None
+        base = self.about if self.about is not None else depth_metadata(kind=self.kind)
+        base = replace(base, kind=self.kind, normalize=self.normalize, near_white=not self.invert, gamma=self.gamma)
+        return for_map(base, "raw" if self.format in RAW_FORMATS else "levels", size, value_range)
 
     def unit(self, depth: torch.Tensor, value_range: DepthRange | None = None) -> torch.Tensor:
         """The [0, 1] map of `depth`: over `value_range` when given, else over its own range."""
@@ -137,15 +157,23 @@ def render(unit: torch.Tensor, image: np.ndarray | None, options: RenderOptions)
     return picture
 
 
-def output_array(depth: torch.Tensor, image: np.ndarray | None, options: RenderOptions) -> np.ndarray:
-    """One input's output from its own depth: the raw float32 map for npy, else `render` over its own range."""
-    if options.format == "npy":
+def output_array(
+    depth: torch.Tensor, image: np.ndarray | None, options: RenderOptions, value_range: DepthRange | None = None
+) -> np.ndarray:
+    """One input's output from its own depth: the raw float32 map for npy / exr, else `render` over
+    `value_range` (by default its own range)."""
+    if options.format in RAW_FORMATS:
         return depth.float().numpy()
-    return render(options.unit(depth), image, options)
+    return render(options.unit(depth, value_range), image, options)
 
 
-def encode(array: np.ndarray, suffix: str) -> bytes:
-    """An array from `render` -> the bytes of a .png (8 or 16 bit) or .npy file."""
+def encode(array: np.ndarray, suffix: str, metadata: DepthMetadata | None = None) -> bytes:
+    """An array from `output_array` -> the bytes of a .png (8 or 16 bit), .npy or .exr file; 16-bit PNGs and
+    EXRs carry `metadata` (a .npy's goes beside it: `save`)."""
+    if suffix == ".exr":
+        return exr_bytes(array, metadata)
+    if suffix == ".png" and array.dtype == np.uint16:
+        return png16_bytes(array, metadata)
     buffer = io.BytesIO()
     if suffix == ".npy":
         np.save(buffer, array)
@@ -154,9 +182,12 @@ def encode(array: np.ndarray, suffix: str) -> bytes:
     return buffer.getvalue()
 
 
-def save(path: Path, array: np.ndarray) -> None:
-    """Save a rendered array atomically; the format follows the suffix (.png or .npy)."""
-    data = encode(array, path.suffix)
+def save(path: Path, array: np.ndarray, metadata: DepthMetadata | None = None) -> None:
+    """Save a rendered array atomically with its metadata; the format follows the suffix (.png, .npy, .exr)."""
+    if path.suffix == ".npy":
+        write_npy(path, array, metadata)
+        return
+    data = encode(array, path.suffix, metadata)
     write_atomic(path, lambda file: file.write(data))
 
 

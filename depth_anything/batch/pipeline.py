@@ -59,11 +59,14 @@ class ModelSpec:
     family: str | None = None
     device: str | None = None
     dtype: str | None = None
+    backend: str = "eager"
 
     def load(self):
         from ..model import DepthModel
 
-        return DepthModel.from_pretrained(self.checkpoint, family=self.family, device=self.device, dtype=self.dtype)
+        return DepthModel.from_pretrained(
+            self.checkpoint, family=self.family, device=self.device, dtype=self.dtype, backend=self.backend
+        )
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,9 @@ class ImageJob:
 
     def _write_output(self, task: Task, loaded: _Loaded, prediction: torch.Tensor) -> None:
         image = preview_rgb(loaded.array) if self.options.needs_image else None
-        save(task.output, output_array(self._depth(loaded, prediction), image, self.options))
+        depth = self._depth(loaded, prediction)
+        own = self.options.own_range(depth)
+        save(task.output, output_array(depth, image, self.options, own), self.options.metadata(depth.shape, own))
 
     def _write_store(self, task: Task, loaded: _Loaded, prediction: torch.Tensor) -> None:
         stored = QuantizedDepth.from_depth(self._depth(loaded, prediction), self.options.kind)
@@ -299,7 +304,8 @@ def render_stored(
 
     def finish(task: Task, payload, _result) -> None:
         stored, image = payload
-        save(task.output, render(shared.unit(stored.values(), value_range), image, options))
+        picture = render(shared.unit(stored.values(), value_range), image, options)
+        save(task.output, picture, options.metadata(stored.levels.shape, value_range))  # the shared range
 
     return run_tasks(tasks, load, None, finish, batch_size=8, on_outcome=on_outcome)
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from . import pipeline
-from .backends import Backend, EagerBackend, make_backend
+from .backends import Backend, BackendUnavailableError, EagerBackend, make_backend
 from .images import ImageInput, split_images
 from .options import batch_size_problem, check, input_size_problem, max_size_problem, tile_problem
 from .pipeline import NetworkBatch, OutputWindow
@@ -94,7 +94,19 @@ class DepthModel(nn.Module):
         return self._backend
 
     def use_backend(self, backend: str | Backend) -> "DepthModel":
-        """Run the network on `backend` (a registered name or a `Backend`); returns self."""
+        """Run the network on `backend` (a registered name or a `Backend`); returns self.
+
+        A temporal family (Video Depth Anything) runs on eager PyTorch: the fast backends export or compile the
+        network for single frames, and its windows are clips whose micro-batching a traced graph would fix.
+        "auto" picks eager for it; another named backend is refused.
+        """
+        if isinstance(backend, str) and self.family.temporal and backend != "eager":
+            if backend != "auto":
+                raise BackendUnavailableError(
+                    f"backend {backend!r} runs frame-by-frame networks, and {self.family.name} ("
+                    f"{self.family.description}) sees clips: use backend 'eager' or 'auto' for it."
+                )
+            backend = "eager"
         self._backend = make_backend(backend, self) if isinstance(backend, str) else backend
         return self
 

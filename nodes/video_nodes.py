@@ -12,7 +12,8 @@ import comfy.model_management as mm
 import comfy.utils
 
 from depth_anything import NORMALIZE_MODES, condition
-from depth_anything.conditioning import DepthRange
+from depth_anything.conditioning import DepthRange, value_ranges
+from depth_anything.depth_files import depth_metadata
 from depth_anything.options import DEFAULT_INPUT_SIZE, HELP, MAX_INPUT_SIZE, PATCH, input_size_problem
 
 from .depth_nodes import CATEGORY, MODEL_TYPE, RAW_DEPTH_TYPE, RawDepth
@@ -65,20 +66,20 @@ def estimate_video_depth(
     if done != count:
         raise RuntimeError(f"Video Depth Anything returned depth for {done} of {count} frames.")
 
-    clip_range = None
     if normalization == "batch":  # one range over the clip, gathered a frame at a time
         clip_range = DepthRange()
         for depth in raw:
             clip_range.update(depth, net.output_kind)
+        ranges = (clip_range,) * count
+    else:
+        ranges = tuple(value_ranges(depth, kind=net.output_kind, normalize=normalization)[0] for depth in raw)
     mask = torch.empty_like(raw)
-    for index, depth in enumerate(raw):
-        mask[index] = condition(
-            depth, kind=net.output_kind, normalize="per_image" if clip_range else normalization, invert=invert,
-            gamma=gamma, value_range=clip_range,
-        )  # fmt: skip
+    for index, (depth, depth_range) in enumerate(zip(raw, ranges)):
+        mask[index] = condition(depth, kind=net.output_kind, invert=invert, gamma=gamma, value_range=depth_range)
     image = torch.empty(count, height, width, 3, dtype=torch.float32)
     image.copy_(mask[..., None].expand(-1, -1, -1, 3))
-    return image, mask, RawDepth(raw, net.output_kind, model.name)
+    about = depth_metadata(net, normalize=normalization, invert=invert, gamma=gamma, input_size=input_size)
+    return image, mask, RawDepth(raw, net.output_kind, model.name, about, ranges)
 
 
 class VideoDepthAnythingEstimate:

@@ -19,7 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from depth_anything import DepthAnything, DepthModel, colorize, condition, normalize
+from depth_anything import DepthAnything, DepthModel, colorize, condition, load_depth, normalize
+from depth_anything.conditioning import value_ranges
 from depth_anything.postprocess import to_uint16
 from depth_anything.tiling import tile_grid
 from checkpoints import write_checkpoint, write_video_checkpoint
@@ -743,6 +744,11 @@ def test_video_depth_node_equals_library_infer_video_and_counts_frames(comfyui, 
         np.testing.assert_allclose(np.load(path.with_suffix(".npy")), want_raw.numpy(), rtol=1e-4,
                                    atol=1e-4 * float(raw.abs().max()))
         assert np.abs(np.asarray(Image.open(path)).astype(int) - to_uint16(want).astype(int)).max() <= 1
+    clip_range = value_ranges(raw, normalize="batch")[0]
+    for path in saved:  # each frame's file says which model made it and records the clip's one range
+        about = load_depth(path).metadata
+        assert (about.family, about.normalize, about.gamma, about.input_size) == ("video", "batch", 1.2, SIZE)
+        np.testing.assert_allclose(about.value_range, (clip_range.low, clip_range.high), rtol=1e-5)
     progress = [d for kind, d in events if kind == "progress" and d.get("node") == "3"]
     assert progress and progress[-1]["value"] == progress[-1]["max"] == 3
 

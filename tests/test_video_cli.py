@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from depth_anything import DepthModel, cli
+from depth_anything import DepthMetadata, DepthModel, cli, load_depth
 from depth_anything.batch import video
 from depth_anything.batch.video import VIDEO_STORE_FOLDER
-from depth_anything.conditioning import condition
+from depth_anything.conditioning import condition, value_ranges
 from depth_anything.postprocess import to_uint8, to_uint16
 from test_cli import run_main
 from checkpoints import write_video_checkpoint
@@ -106,6 +106,19 @@ def test_png16_frames_and_npy_of_a_clip_share_its_range(tmp_path, v2_vits_path, 
         assert np.abs(frames[name].astype(int) - want.astype(int)).max() <= 2  # 16-bit store, rendered again
     assert not all(f.min() == 0 and f.max() == 65535 for f in frames.values())  # one range for the clip
     assert store_is_gone(tmp_path / "png16") and store_is_gone(tmp_path / "npy")
+
+    # Both record what they hold: the model, and the clip's one range (the frames read back as its values).
+    clip_range = value_ranges(raw, normalize="batch")[0]
+    sidecar = DepthMetadata.from_json((tmp_path / "npy" / "clip.json").read_bytes(), "clip.json")
+    assert (sidecar.values, sidecar.family, sidecar.model, sidecar.normalize) == ("raw", "v2", Path(v2_vits_path).name,
+                                                                                  "batch")
+    np.testing.assert_allclose(sidecar.value_range, (clip_range.low, clip_range.high), rtol=1e-6)
+    for name in ("000000.png", "000006.png"):
+        frame = load_depth(tmp_path / "png16" / "clip_frames" / name)
+        assert frame.metadata.values == "levels" and frame.metadata.family == "v2"
+        np.testing.assert_allclose(frame.metadata.value_range, sidecar.value_range, rtol=1e-4)
+        torch.testing.assert_close(torch.from_numpy(frame.values), raw[int(name[:6])], rtol=2e-3,
+                                   atol=2e-3 * float(raw.abs().max()))
 
 
 def test_odd_sized_clip_with_a_variable_frame_rate_keeps_size_and_timestamps(tmp_path, v2_vits_path, v2_vits,

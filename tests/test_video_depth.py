@@ -314,6 +314,16 @@ def test_checkpoint_that_does_not_fit_is_refused(tmp_path):
         DepthModel.from_pretrained(tmp_path / "video_depth_anything_vits.pth", device="cpu")
 
 
+def test_fast_backends_are_refused_for_clips_and_auto_runs_eager(tmp_path):
+    from depth_anything.backends import BackendUnavailableError, EagerBackend
+
+    path = write_video_checkpoint(tmp_path / "video_depth_anything_vits.pth", seed=3)
+    with pytest.raises(BackendUnavailableError, match=r"backend 'onnx' runs frame-by-frame networks.*'eager' or 'auto'"):
+        DepthModel.from_pretrained(path, device="cpu", backend="onnx")
+    model = DepthModel.from_pretrained(path, device="cpu", backend="auto")
+    assert type(model.backend) is EagerBackend  # nothing exported or measured for a clip model
+
+
 # ------------------------------------------------------------------------------------------------- diffusers
 
 

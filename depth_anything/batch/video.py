@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..conditioning import DepthRange, near_bright
+from ..depth_files import write_sidecar
 from ..files import remove_stale_partials, write_atomic
 from ..images import preview_rgb
 from .outputs import GAP, QuantizedDepth, RenderOptions, encode, render
@@ -433,7 +434,9 @@ def _write_frames(store: DepthStore, output: Path, options: RenderOptions) -> in
     for number, _, values, _ in store.frames():
         path = folder / f"{number:06d}.png"
         if not path.exists():  # frames of an interrupted output pass are complete and rendered the same way
-            data = encode(render(shared.unit(values, clip_range), None, shared), ".png")
+            value_range = clip_range or shared.own_range(values)
+            about = options.metadata(store.shape, value_range)  # the model's kind, the range the levels span
+            data = encode(render(shared.unit(values, value_range), None, shared), ".png", about)
             write_atomic(path, lambda file: file.write(data))
         written += 1
     _move_into_place(folder, output)
@@ -450,9 +453,16 @@ def _move_into_place(folder: Path, output: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_npy(store: DepthStore, output: Path) -> int:
-    """One float32 (T, H, W) .npy of the raw depth, streamed from the store."""
+def _write_npy(store: DepthStore, output: Path, options: RenderOptions) -> int:
+    """One float32 (T, H, W) .npy of the raw depth, streamed from the store, and first the .json beside it
+    (`depth_anything.depth_files`: the model, the kind and, for one range over the clip, that range)."""
     count = store.frames_done
+    clip_range = None
+    if options.normalize == "batch":
+        clip_range = DepthRange()
+        for _, _, values, _ in store.frames():
+            clip_range.update(values, options.kind)
+    write_sidecar(output, options.metadata(store.shape, clip_range))
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
               "shape": (count, *store.shape)}
 
@@ -519,7 +529,7 @@ def video_depth(
     else:
         notes = list(kept.manifest.get("notes", []))
     if options.format == "npy":
-        written = _write_npy(kept, output)
+        written = _write_npy(kept, output, options)
     elif options.format == "png16":
         written = _write_frames(kept, output, options)
     elif options.format in ("side-by-side", "png8"):

@@ -304,6 +304,18 @@ def test_tiling_is_refused_for_a_temporal_model(tmp_path, vda_path, capsys):
     assert "--tiled works frame by frame" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option, message", [
+    (["--backend", "onnx"], "backend 'onnx' runs frame-by-frame networks"),
+    (["--format", "exr"], "not --format exr"),
+])
+def test_options_a_clip_cannot_take_exit_2_with_advice(tmp_path, vda_path, capsys, option, message):
+    make_video(tmp_path / "clip.mp4", clip_frames(2), Fraction(25))
+    assert cli.main(["--checkpoint", str(vda_path), "--video-path", str(tmp_path / "clip.mp4"), "--outdir",
+                     str(tmp_path / "out"), *option]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_store_trusts_only_finished_chunks(tmp_path):
     """What a kill leaves (a chunk without its record, a record whose data is short, partial files of a dead
     process) is not taken for depth; a store made for another source or model is discarded."""

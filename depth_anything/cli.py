@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import shutil
 import sys
 import warnings
 from collections.abc import Sequence
@@ -20,7 +21,8 @@ from pathlib import Path
 from .backends import BACKEND_HELP, BACKENDS, DEFAULT_BACKEND, BackendUnavailableError
 from .batch.inputs import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Discovery, Source, discover
 from .batch.outputs import FORMATS, RenderOptions, SettingsMismatchError, check_settings
-from .batch.pipeline import InferenceSettings, ModelSpec, Outcome, run_images, tasks_for
+from .batch.pipeline import InferenceSettings, ModelSpec, Outcome, run_images
+from .batch.video import frame_count, video_tasks
 from .configs import ENCODERS
 from .conditioning import NORMALIZE_MODES
 from .depth_files import depth_metadata
@@ -58,6 +60,10 @@ examples:
   # a video, depth only, one depth range for the whole clip (no flicker)
   depth-anything --video-path clip.mp4 --outdir out/ --pred-only
 
+  # temporally consistent depth with Video Depth Anything: a depth video and 16-bit frames for ControlNet
+  depth-anything --checkpoint video_depth_anything_vits --video-path clip.mp4 --outdir out/ --pred-only --grayscale
+  depth-anything --checkpoint video_depth_anything_vits --video-path clip.mp4 --outdir out/ --format png16
+
   # faster: the network in ONNX Runtime (exported once, cached), or the fastest backend measured exact here
   depth-anything --img-path photos/ --outdir depth/ --backend onnx
   depth-anything --img-path photos/ --outdir depth/ --backend auto
@@ -81,8 +87,8 @@ class UsageError(ValueError):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="depth-anything",
-        description="Depth maps with Depth Anything v1 / v2 / v2-metric / 3 from images, folders, lists, globs and "
-        "videos. Flags of the official run.py / run_video.py work unchanged.",
+        description="Depth maps with Depth Anything v1 / v2 / v2-metric / 3 and Video Depth Anything from images, "
+        "folders, lists, globs and videos. Flags of the official run.py / run_video.py work unchanged.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -94,8 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inputs.add_argument(
         "--video-path", nargs="+", metavar="PATH", default=[],
-        help="video file, folder, .txt list or glob; each video becomes an .mp4 at the same frame rate. "
-        "E.g. --video-path clips/",
+        help="video file, folder, .txt list or glob; each video becomes an .mp4 with the source's frame timing "
+        "and sound (--format png16: a <name>_frames/ folder of 16-bit frames; npy: one (T, H, W) float32 array). "
+        "Video Depth Anything checkpoints use their temporal windows, other models run frame by frame; an "
+        "interrupted video resumes from its last finished chunk. E.g. --video-path clips/",
     )
     inputs.add_argument(
         "--outdir", metavar="DIR",
@@ -247,8 +255,9 @@ def _check_options(args) -> None:
         raise UsageError(f"--format {fmt} keeps the raw depth; --normalize / --invert / --gamma apply to pictures")
     if fmt == "exr" and importlib.util.find_spec("OpenEXR") is None:
         raise UsageError("--format exr needs the OpenEXR bindings: pip install openexr")
-    if args.video_path and args.format in ("png16", *RAW_FORMATS):
-        raise UsageError(f"video output is side-by-side or depth only (--pred-only), not --format {args.format}")
+    if args.video_path and fmt == "exr":
+        raise UsageError("videos are written as an .mp4 (side-by-side, png8), 16-bit frames (png16) or one float32 "
+                         ".npy, not --format exr")
     if args.tiled == "off" and (args.tile or args.overlap):
         raise UsageError("--tile / --overlap apply with --tiled on or --tiled auto")
     if args.engine != "ray" and args.address:
@@ -293,17 +302,23 @@ class Report:
     skipped: int = 0
     ignored: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # written, with something to know
 
     def add(self, outcomes: Sequence[Outcome]) -> None:
         for outcome in outcomes:
             if outcome.ok:
                 self.written += 1
+                if outcome.note:
+                    self.notes.append((str(outcome.task.source), outcome.note))
             else:
                 self.failed.append((str(outcome.task.source), outcome.error))
 
     def summary(self) -> str:
         lines = [f"{self.written} written, {self.skipped} already done (skipped; --overwrite redoes them), "
                  f"{len(self.failed)} failed, {len(self.ignored)} other files ignored."]
+        if self.notes:
+            lines.append("Notes:")
+            lines.extend(f"  {source}: {note}" for source, note in self.notes)
         if self.failed:
             lines.append("Failed:")
             lines.extend(f"  {source}: {reason}" for source, reason in self.failed)
@@ -338,6 +353,8 @@ def _note_ignored(args, found: Discovery, kind: str) -> None:
     if found.ignored:
         shown = ", ".join(str(p) for p in found.ignored[:5]) + (", ..." if len(found.ignored) > 5 else "")
         _note(args, f"skipped {len(found.ignored)} file(s) that are not {kind}: {shown}")
+        if kind == "images" and (videos := sum(p.suffix.lower() in VIDEO_EXTENSIONS for p in found.ignored)):
+            _note(args, f"{videos} of them are videos: pass them with --video-path for their depth videos")
 
 
 # ----------------------------------------------------------------------------------------------------- run
@@ -355,18 +372,34 @@ def _run_images(args, engine, sources: Sequence[Source], outdir: Path, options: 
 
 
 def _run_videos(args, engine, sources: Sequence[Source], outdir: Path, options: RenderOptions, report: Report) -> None:
-    tasks = tasks_for(sources, outdir, ".mp4")
+    tasks = video_tasks(sources, outdir, options.format)
     todo = [t for t in tasks if args.overwrite or not t.output.exists()]
     report.skipped += len(tasks) - len(todo)
     remove_stale_partials({t.output.parent for t in todo})
-    from .batch.video import frame_count
+    resumable = [t for t in todo if t.store.is_dir()]
+    if args.overwrite:
+        for task in resumable:
+            shutil.rmtree(task.store, ignore_errors=True)  # redo from the first frame
+    elif resumable:
+        _note(args, f"{len(resumable)} video(s) resume where an interrupted run stopped")
+    counts = [frame_count(t.source) for t in todo]
+    total = sum(counts) if None not in counts else None
+    progress = _Progress(total, "frame", f"{len(todo)} video(s)", args.quiet)
+    try:
+        report.add(engine.videos(todo, options, progress=progress.frames))
+    finally:
+        progress.close()
 
-    for number, task in enumerate(todo, 1):
-        progress = _Progress(frame_count(task.source), "frame", f"video {number}/{len(todo)}", args.quiet)
-        try:
-            report.add(engine.videos([task], options, progress=progress.frames))
-        finally:
-            progress.close()
+
+def _videos_given_as_images(images: Discovery, report: Report) -> None:
+    """A video named in --img-path fails with advice; videos in walked folders are only counted in the note."""
+    kept = []
+    for source in images.sources:
+        if source.path.suffix.lower() in VIDEO_EXTENSIONS:
+            report.failed.append((str(source.path), "this is a video: pass it with --video-path"))
+        else:
+            kept.append(source)
+    images.sources = kept
 
 
 def _make_engine(args, spec: ModelSpec, settings: InferenceSettings):
@@ -392,6 +425,10 @@ def _make_engine(args, spec: ModelSpec, settings: InferenceSettings):
     if args.encoder and args.checkpoint and args.encoder != encoder:
         engine.close()
         raise UsageError(f"--encoder {args.encoder} but {args.checkpoint} is a {encoder} model; drop one of them")
+    if family.temporal and settings.tiled != "off":
+        engine.close()
+        raise UsageError(f"--tiled works frame by frame; {family.name} ({family.description}) sees whole clips. "
+                         "Drop --tiled, or use a per-frame model such as depth_anything_v2_vitl")
     return engine, family, encoder
 
 
@@ -431,6 +468,7 @@ def _run(args) -> int:
 
     report = Report(ignored=images.ignored + videos.ignored)
     report.failed.extend(images.missing + videos.missing)
+    _videos_given_as_images(images, report)
     _note_ignored(args, images, "images")
     _note_ignored(args, videos, "videos")
     if not images.sources and not videos.sources:
@@ -453,8 +491,7 @@ def _run(args) -> int:
         look = dict(kind=family.output_kind, invert=args.invert, gamma=args.gamma)
         image_options = RenderOptions(_image_format(args), colormap, args.normalize or "per_image", **look,
                                       about=about)
-        video_options = RenderOptions("png8" if args.pred_only or args.format == "png8" else "side-by-side",
-                                      colormap, args.normalize or "batch", **look)
+        video_options = RenderOptions(_image_format(args), colormap, args.normalize or "batch", **look, about=about)
         model_record = dict(checkpoint=Path(spec.checkpoint).name, family=family.name, encoder=encoder,
                             input_size=input_size, max_size=settings.max_size, tiled=settings.tiled,
                             tile=settings.tile, overlap=settings.overlap, focal_px=settings.focal_px,

@@ -60,6 +60,7 @@ __all__ = [
     "save_depth",
     "sidecar_path",
     "write_npy",
+    "write_sidecar",
 ]
 
 METADATA_KEY = "depth_anything"  # PNG iTXt keyword, EXR header attribute; the sidecar .json is the document itself
@@ -416,11 +417,16 @@ def sidecar_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
+def write_sidecar(path: Path, metadata: DepthMetadata, *, overwrite: bool = True) -> None:
+    """The metadata of the .npy at `path`, written beside it (before the .npy itself, by whoever writes that)."""
+    text = json.dumps(metadata.to_dict(), allow_nan=False, indent=2) + "\n"
+    write_atomic(sidecar_path(path), lambda file: file.write(text.encode()), overwrite=overwrite)
+
+
 def write_npy(path: Path, values: np.ndarray, metadata: DepthMetadata | None, *, overwrite: bool = True) -> None:
     """The .npy and, first, its sidecar: an existing .npy always has its metadata beside it."""
     if metadata is not None:
-        text = json.dumps(metadata.to_dict(), allow_nan=False, indent=2) + "\n"
-        write_atomic(sidecar_path(path), lambda file: file.write(text.encode()), overwrite=overwrite)
+        write_sidecar(path, metadata, overwrite=overwrite)
     values = np.asarray(values, dtype=np.float32)
     write_atomic(path, lambda file: np.save(file, values), overwrite=overwrite)  # streamed: no copy in memory
 

@@ -156,10 +156,15 @@ class DepthAnythingDetector:
     images the network sees at one size), and `controlnet=` sets the polarity and size rule of the model it is
     for. The depth is restored straight at the control image's size: a 12 MP photo never gets a 12 MP map.
 
+    With a temporal model (Video Depth Anything) a list or batch is the frames of one clip: they go through
+    `infer_video` together and come out with one range across the clip, so the control video does not flicker.
+
     Example:
         >>> detector = DepthAnythingDetector.from_pretrained("depth_anything_v2_vitl")  # doctest: +SKIP
         >>> control = detector(photo, image_resolution=512)  # PIL, short side 512  # doctest: +SKIP
         >>> frames = detector(video_frames, normalize="batch", output_type="pt")  # doctest: +SKIP
+        >>> video = DepthAnythingDetector.from_pretrained("video_depth_anything_vits")  # doctest: +SKIP
+        >>> controls = video(video_frames, image_resolution=512)  # one clip, temporally consistent  # doctest: +SKIP
     """
 
     def __init__(self, model: DepthModel):
@@ -198,7 +203,7 @@ class DepthAnythingDetector:
         output_type: str = "pil",
         *,
         size: tuple[int, int] | None = None,
-        normalize: str = "per_image",
+        normalize: str | None = None,
         invert: bool | None = None,
         gamma: float = 1.0,
         controlnet: Any = None,
@@ -213,7 +218,8 @@ class DepthAnythingDetector:
 
         Args:
             image: a PIL image, numpy HWC, torch (H, W, 3) / (3, H, W), a batch (B, H, W, 3) / (B, 3, H, W), an
-                image file's path, or a list of these (sizes may differ).
+                image file's path, or a list of these (sizes may differ). For a temporal model, the frames of
+                one clip in order (one size).
             detect_resolution: the side the network sees, a multiple of 14 (None: the family's own, 518 for v1 /
                 v2's short side, 504 for Depth Anything 3's longest); larger sees finer detail. Not the output size.
             image_resolution: short side of the output, a multiple of 8 (16 for Flux / SD3); the long side
@@ -223,6 +229,7 @@ class DepthAnythingDetector:
             size: an exact output (width, height) instead of `image_resolution`; the depth is centre-cropped to
                 its aspect ratio, never stretched.
             normalize: "per_image", "batch" (one range across all images: no flicker in video) or "percentile".
+                None (the default): "per_image", or "batch" for a temporal model's clip.
             invert: force far = white (True) or near = white (False); None picks from `controlnet`.
             gamma: applied after normalisation: above 1 darkens the far range, below 1 lifts it.
             controlnet: hub id, path, ControlNet model or pipeline the image is for (see `control_image`).
@@ -246,9 +253,22 @@ class DepthAnythingDetector:
         target = image_resolution if size is None else size
         rules = control_rules(controlnet, invert)
         check(size_problem(target, rules.multiple, rules.why))
+        temporal = self.model.family.temporal
+        if temporal and tiled:
+            raise ValueError(
+                "tiled depth works image by image, but a temporal model (Video Depth Anything) sees the frames of a "
+                "clip together: use tiled=False, or an image model for tiles."
+            )
+        if normalize is None:
+            normalize = "batch" if temporal else "per_image"
         options = dict(kind=self.model.output_kind, normalize=normalize, invert=rules.invert, gamma=gamma)
         try:
-            if tiled:
+            if temporal:
+                depth = self.model.infer_video(
+                    split_images(image), input_size=detect_resolution, max_size=max_size, batch_size=batch_size
+                )
+                maps = condition(list(depth), size=target, **options)
+            elif tiled:
                 depth = self.model.infer(
                     image, input_size=detect_resolution, max_size=max_size, batch_size=batch_size, tiled=tiled,
                     tile=tile, overlap=overlap, focal_px=focal_px, return_sky=self.model.has_sky,

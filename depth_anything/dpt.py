@@ -1,8 +1,9 @@
 """The DPT depth head of Depth Anything.
 
-Module and parameter names follow the official checkpoints (`depth_head.*`), so a released state dict loads
-without renaming. Depth Anything 3's head (`depth_anything.families.depth_anything_3`) is this one with other
-output branches; it reuses `DPTHead.fuse` and the building blocks here.
+Module and parameter names follow the official checkpoints (`depth_head.*`; Video Depth Anything's `head.*` adds
+temporal modules around the same layers), so a released state dict loads without renaming. Depth Anything 3's
+head (`depth_anything.families.depth_anything_3`) is this one with other output branches; it reuses
+`DPTHead.fuse` and the building blocks here.
 """
 
 from __future__ import annotations
@@ -90,13 +91,22 @@ class DPTHead(nn.Module):
         )
         self.scratch = Scratch(out_channels, features, metric)
 
+    def project(self, i: int, tokens: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
+        """Tap `i`'s tokens (B, patch_h * patch_w, C) -> its 1x1 projection (B, out_channels[i], patch_h, patch_w)."""
+        return self.projects[i](rearrange(tokens, "b (h w) c -> b c h w", h=patch_h, w=patch_w))
+
     def reassemble(self, index: int, tokens: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
         """One tapped token map (B, N, C) -> the feature map of its pyramid level."""
-        x = rearrange(tokens, "b (h w) c -> b c h w", h=patch_h, w=patch_w)
-        return self.resize_layers[index](self.projects[index](x))
+        return self.resize_layers[index](self.project(index, tokens, patch_h, patch_w))
+
+    def output(self, path: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
+        """The finest fused map -> (B, 1, 14 patch_h, 14 patch_w): reduce, upsample to the input size, predict."""
+        out = self.scratch.output_conv1(path)
+        out = F.interpolate(out, size=(patch_h * 14, patch_w * 14), mode="bilinear", align_corners=True)
+        return self.scratch.output_conv2(out)
 
     def fuse(self, tokens: list[torch.Tensor], patch_h: int, patch_w: int) -> torch.Tensor:
-        """Four token maps -> the fused features at stride 2 of the patch grid, through `output_conv1`."""
+        """Four token maps -> the finest fused map (after refinenet1, stride 2 of the patch grid)."""
         layers = [self.reassemble(i, x, patch_h, patch_w) for i, x in enumerate(tokens)]
         s = self.scratch
         l1, l2, l3, l4 = (getattr(s, f"layer{i}_rn")(x) for i, x in enumerate(layers, start=1))
@@ -104,10 +114,8 @@ class DPTHead(nn.Module):
         path = s.refinenet3(path, l3, size=l2.shape[2:])
         path = s.refinenet2(path, l2, size=l1.shape[2:])
         path = s.refinenet1(path, l1)
-        return s.output_conv1(path)
+        return path
 
     def forward(self, tokens: list[torch.Tensor], patch_h: int, patch_w: int) -> torch.Tensor:
         """tokens: four (B, patch_h * patch_w, C) maps without the class token -> (B, 1, 14 patch_h, 14 patch_w)."""
-        out = self.fuse(tokens, patch_h, patch_w)
-        out = F.interpolate(out, size=(patch_h * 14, patch_w * 14), mode="bilinear", align_corners=True)
-        return self.scratch.output_conv2(out)
+        return self.output(self.fuse(tokens, patch_h, patch_w), patch_h, patch_w)

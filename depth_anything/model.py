@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from . import pipeline
-from .backends import Backend, EagerBackend, make_backend
+from .backends import Backend, BackendUnavailableError, EagerBackend, make_backend
 from .images import ImageInput, image_size, split_images
 from .options import batch_size_problem, check, input_size_problem, max_size_problem, tile_problem
 from .pipeline import NetworkBatch, OutputWindow
@@ -26,6 +26,7 @@ from .transforms import Preprocessing
 from .work import check_work
 
 if TYPE_CHECKING:
+    from .configs import EncoderConfig
     from .families import ModelFamily
     from .loading import Checkpoint
 
@@ -55,10 +56,12 @@ class DepthModel(nn.Module):
 
     # ---------------------------------------------------------------------------------------- what it is
 
+    config: "EncoderConfig | None" = None  # the ViT encoder's configuration, for families built on one
+
     @property
     def encoder(self) -> str:
         """The size variant ("vits", "vitl", ...), as the family names it."""
-        return ""
+        return self.config.name if self.config is not None else ""
 
     @property
     def output_kind(self) -> str:
@@ -106,7 +109,19 @@ class DepthModel(nn.Module):
         return self._backend
 
     def use_backend(self, backend: str | Backend) -> "DepthModel":
-        """Run the network on `backend` (a registered name or a `Backend`); returns self."""
+        """Run the network on `backend` (a registered name or a `Backend`); returns self.
+
+        A temporal family (Video Depth Anything) runs on eager PyTorch: the fast backends export or compile the
+        network for single frames, and its windows are clips whose micro-batching a traced graph would fix.
+        "auto" picks eager for it; another named backend is refused.
+        """
+        if isinstance(backend, str) and self.family.temporal and backend != "eager":
+            if backend != "auto":
+                raise BackendUnavailableError(
+                    f"backend {backend!r} runs frame-by-frame networks, and {self.family.name} ("
+                    f"{self.family.description}) sees clips: use backend 'eager' or 'auto' for it."
+                )
+            backend = "eager"
         self._backend = make_backend(backend, self) if isinstance(backend, str) else backend
         return self
 
@@ -484,7 +499,8 @@ class DepthModel(nn.Module):
         return load_model(checkpoint, device=device, dtype=dtype, backend=backend)
 
     def extra_repr(self) -> str:
-        return f"family={self.family.name}, source={self.source}"
+        encoder = f"encoder={self.encoder}, " if self.encoder else ""
+        return f"{encoder}family={self.family.name}, source={self.source}"
 
 
 def _chunks(frames, size: int) -> Iterator[list]:

@@ -1,5 +1,5 @@
 """ComfyUI nodes for Depth Anything: model loader, depth estimate, all-in-one, colorize, 16-bit and EXR save,
-depth file loading."""
+depth file loading, and Video Depth Anything for frame batches."""
 
 import importlib
 
@@ -7,7 +7,7 @@ from .model_files import register_model_folder
 
 register_model_folder()
 
-NODE_MODULES = ("depth_nodes", "depth_file_nodes")  # modules of this package that define nodes; each adds its own mappings
+NODE_MODULES = ("depth_nodes", "depth_file_nodes", "video_nodes")  # modules of this package that define nodes
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

@@ -172,11 +172,16 @@ def estimate_depth(
         bar.update_absolute(done, total)
         mm.throw_exception_if_processing_interrupted()  # raising here stops between chunks (or tiles)
 
-    raw = net.infer(
-        image, input_size=input_size, batch_size=batch_size, progress=progress, tiled=tiling_mode(tiling),
-        tile=tile, overlap=tile_overlap, focal_px=focal_px or None, return_sky=net.has_sky, preprocessing=rule,
-        interrupt=mm.throw_exception_if_processing_interrupted,  # Cancel: mid-pass
-    )
+    if net.family.temporal:  # a video model (Video Depth Anything) sees the batch as one clip, in its windows
+        if tiling_mode(tiling):
+            raise ValueError(f"Tiling works frame by frame; {net.family.description} sees whole clips: set tiling off.")
+        raw = net.infer_video(image, input_size=input_size, batch_size=batch_size, progress=progress)
+    else:
+        raw = net.infer(
+            image, input_size=input_size, batch_size=batch_size, progress=progress, tiled=tiling_mode(tiling),
+            tile=tile, overlap=tile_overlap, focal_px=focal_px or None, return_sky=net.has_sky, preprocessing=rule,
+            interrupt=mm.throw_exception_if_processing_interrupted,  # Cancel: mid-pass
+        )
     raw, sky = raw if net.has_sky else (raw, torch.zeros(count, height, width))
     depth = condition(raw, kind=net.output_kind, normalize=normalization, invert=invert, gamma=gamma, far_mask=sky)
     as_image = depth[..., None].expand(-1, -1, -1, 3).contiguous()

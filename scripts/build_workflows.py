@@ -21,7 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / "workflows"
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 SEED_INPUTS = ("seed", "noise_seed")
-IMAGE_NODES = ("LoadImage", "PreviewImage", "SaveImage", "SaveAnimatedWEBP", "DepthAnythingSaveDepth16")  # ComfyUI adds a "control after generate" widget after these
+IMAGE_NODES = (
+    "LoadImage", "PreviewImage", "SaveImage", "SaveAnimatedWEBP", "DepthAnythingSaveDepth16", "LoadVideo", "SaveVideo",
+)  # nodes that show a picture: drawn taller
+UPLOAD_WIDGETS = ("image_upload", "video_upload")  # the front end adds an upload button widget after these inputs
+# Newer ComfyUI core's video nodes as its /object_info lists them, for the workflows that use them (written from
+# ComfyUI's public source; the March-2024 ComfyUI the tests run has no video nodes).
+CORE_VIDEO_NODES = REPO / "scripts" / "comfyui_core_video_nodes.json"
 
 
 @dataclass
@@ -212,6 +218,71 @@ def saved_depth_workflow() -> Workflow:
     return Workflow(workflow.name, list(nodes.values()))
 
 
+def video_depth_controlnet_workflow(name: str, frames_in: list[Node], frames: tuple, save, note: str) -> Workflow:
+    """Frames (ids 1-2) -> Video Depth Anything -> SD1.5 depth ControlNet generation of every frame -> video.
+
+    `frames`: the link that gives the frames; `save(node id, images link, prefix, x, y)`: the nodes that write
+    a video or animation of `images`.
+    """
+    return Workflow(
+        name,
+        [
+            *frames_in,
+            Node(3, "ImageScale", {"image": frames, "upscale_method": "lanczos", "width": 512, "height": 0,
+                                   "crop": "disabled"}, (380, 0), title="Frames at 512 px wide"),
+            Node(4, "DepthAnythingModelLoader", {"model_name": "video_depth_anything_vits", "family": "auto",
+                                                 "precision": "auto", "device": "auto", "backend": "eager"},
+                 (380, 300)),
+            Node(5, "VideoDepthAnythingEstimate", {"model": (4, 0), "images": (3, 0), "input_size": 518,
+                                                   "normalization": "batch", "invert": False, "gamma": 1.0,
+                                                   "batch_size": 8}, (760, 0)),
+            Node(6, "CheckpointLoaderSimple", {"ckpt_name": SD15["checkpoint"]}, (0, 760)),
+            Node(7, "CLIPTextEncode", {"clip": (6, 1), "text": "a watercolour painting, soft evening light"},
+                 (380, 620), title="Positive prompt"),
+            Node(8, "CLIPTextEncode", {"clip": (6, 1), "text": "blurry, low quality, deformed"}, (380, 880),
+                 title="Negative prompt"),
+            Node(9, "ControlNetLoader", {"control_net_name": SD15["controlnet"]}, (380, 1140)),
+            Node(10, "ControlNetApplyAdvanced", {"positive": (7, 0), "negative": (8, 0), "control_net": (9, 0),
+                                                 "image": (5, 0), "strength": SD15["strength"], "start_percent": 0.0,
+                                                 "end_percent": 1.0}, (760, 620)),
+            Node(11, "VAEEncode", {"pixels": (3, 0), "vae": (6, 2)}, (760, 920), title="One latent per frame"),
+            Node(12, "KSampler", {"model": (6, 0), "positive": (10, 0), "negative": (10, 1), "latent_image": (11, 0),
+                                  "seed": 0, "steps": SD15["steps"], "cfg": SD15["cfg"],
+                                  "sampler_name": SD15["sampler"], "scheduler": SD15["scheduler"], "denoise": 1.0},
+                 (1160, 620)),
+            Node(13, "VAEDecode", {"samples": (12, 0), "vae": (6, 2)}, (1540, 620)),
+            *save(14, (13, 0), f"depth_anything/{name}", 1880, 620),
+            *save(16, (5, 0), f"depth_anything/{name}_depth", 1160, 0),
+            Note(100, note, (0, 1100)),
+        ],
+    )
+
+
+def save_video(node_id: int, images: tuple, prefix: str, x: int, y: int, fps=(2, 2), audio=(2, 1)) -> list[Node]:
+    """Newer ComfyUI core: Create Video (the source's frame rate and sound) -> Save Video."""
+    return [
+        Node(node_id, "CreateVideo", {"images": images, "fps": fps, "audio": audio}, (x, y)),
+        Node(node_id + 1, "SaveVideo", {"video": (node_id, 0), "filename_prefix": prefix, "format": "auto",
+                                        "codec": "auto"}, (x + 340, y)),
+    ]
+
+
+def save_animation(node_id: int, images: tuple, prefix: str, x: int, y: int) -> list[Node]:
+    """Any ComfyUI: an animated WebP at 12 frames per second."""
+    return [Node(node_id, "SaveAnimatedWEBP", {"images": images, "filename_prefix": prefix, "fps": 12.0,
+                                               "lossless": False, "quality": 90, "method": "default"}, (x, y))]
+
+
+VIDEO_DEPTH_NOTE = (
+    "Video frames -> Video Depth Anything -> depth ControlNet generation of every frame.\n\nVideo Depth Anything "
+    "sees 32 frames at a time and stitches its windows, so the depth does not flicker; normalization = batch "
+    "gives the clip one range. video_depth_anything_vits (Apache-2.0) is downloaded into models/depth_anything on "
+    "first use. Needs an SD1.5 checkpoint in models/checkpoints and control_v11f1p_sd15_depth.pth "
+    "(lllyasviel/ControlNet-v1-1) in models/controlnet.\nEvery frame is one latent of the batch: long clips "
+    "need VRAM for all of them; trim the clip or lower the width for a first try."
+)
+
+
 def all_workflows() -> list[Workflow]:
     return [
         da3_workflow(),
@@ -304,6 +375,22 @@ def all_workflows() -> list[Workflow]:
                 ),
             ],
         ),
+        video_depth_controlnet_workflow(
+            "video_depth_anything_controlnet",
+            [Node(1, "LoadVideo", {"file": "video.mp4"}, (0, 0)),
+             Node(2, "GetVideoComponents", {"video": (1, 0)}, (0, 420))],
+            frames=(2, 0), save=save_video,
+            note=VIDEO_DEPTH_NOTE + "\nLoad Video / Create Video / Save Video are ComfyUI core nodes (2025 and "
+            "later); the result keeps the source's frame rate and sound. On an older ComfyUI use "
+            "video_depth_anything_controlnet_animated.",
+        ),
+        video_depth_controlnet_workflow(
+            "video_depth_anything_controlnet_animated",
+            [Node(1, "LoadImage", {"image": "frames.webp"}, (0, 0))],
+            frames=(1, 0), save=save_animation,
+            note=VIDEO_DEPTH_NOTE + "\nFor any ComfyUI: Load Image reads every frame of an animated WebP or GIF "
+            "(upload frames.webp); the results are animated WebPs at 12 frames per second (set fps to your clip's).",
+        ),
         saved_depth_workflow(),
     ]
 
@@ -321,8 +408,8 @@ def widget_inputs(info: dict) -> list[tuple[str, list]]:
                 extra = []
                 if kind == "INT" and (name in SEED_INPUTS or options.get("control_after_generate")):
                     extra.append("control_after_generate")
-                if options.get("image_upload"):
-                    extra.append("image_upload")
+                if any(options.get(upload) for upload in UPLOAD_WIDGETS):
+                    extra.append("upload")
                 widgets.append((name, extra))
     return widgets
 
@@ -348,12 +435,23 @@ def to_api(workflow: Workflow) -> dict:
     return api
 
 
+def widget_links(node: Node, info: dict) -> list[tuple[str, str]]:
+    """(name, type) of the widgets this node takes from a link instead (e.g. a video's fps), in widget order."""
+    specs = {name: spec for section in ("required", "optional") for name, spec in info["input"].get(section, {}).items()}
+    return [(name, specs[name][0]) for name, _ in widget_inputs(info) if isinstance(node.inputs.get(name), tuple)]
+
+
+def input_slots(node: Node, info: dict) -> list[tuple[str, str, bool]]:
+    """(name, type, is a widget) of the node's input slots: the link inputs, then widgets fed by a link."""
+    return [(n, k, False) for n, k in linked_inputs(info)] + [(n, k, True) for n, k in widget_links(node, info)]
+
+
 def to_ui(workflow: Workflow, object_info: dict) -> dict:
     nodes = [n for n in workflow.nodes if isinstance(n, Node)]
     links = []
     for node in nodes:
         info = object_info[node.type]
-        for slot, (name, kind) in enumerate(linked_inputs(info)):
+        for slot, (name, kind, _) in enumerate(input_slots(node, info)):
             if name in node.inputs:
                 source, source_slot = node.inputs[name]
                 links.append([len(links) + 1, source, source_slot, node.id, slot, kind])
@@ -365,17 +463,21 @@ def to_ui(workflow: Workflow, object_info: dict) -> dict:
         if unknown:
             raise ValueError(f"{workflow.name}: node {node.id} ({node.type}) has no inputs {sorted(unknown)}")
         inputs = []
-        for slot, (name, kind) in enumerate(linked_inputs(info)):
+        for slot, (name, kind, widget) in enumerate(input_slots(node, info)):
             link = next((l[0] for l in links if l[3] == node.id and l[4] == slot), None)
-            inputs.append({"name": name, "type": kind, "link": link})
+            inputs.append({"name": name, "type": kind, "link": link, **({"widget": {"name": name}} if widget else {})})
         outputs = []
         names = info.get("output_name") or info["output"]
         for slot, kind in enumerate(info["output"]):
             out_links = [l[0] for l in links if l[1] == node.id and l[2] == slot]
             outputs.append({"name": names[slot], "type": kind, "links": out_links or None, "slot_index": slot})
         widgets_values = []
+        specs = {n: spec for section in ("required", "optional") for n, spec in info["input"].get(section, {}).items()}
         for name, extra in widget_inputs(info):
-            widgets_values.append(node.inputs[name])
+            value = node.inputs[name]
+            if isinstance(value, tuple):  # fed by a link: the widget keeps its default
+                value = specs[name][1].get("default")
+            widgets_values.append(value)
             for kind in extra:
                 widgets_values.append("fixed" if kind == "control_after_generate" else "image")
         entry = {
@@ -433,6 +535,11 @@ def _execution_order(nodes: list[Node]) -> dict[int, int]:
     return done
 
 
+def core_video_nodes() -> dict:
+    """Newer ComfyUI core's video node definitions (/object_info entries), from CORE_VIDEO_NODES."""
+    return {k: v for k, v in json.loads(CORE_VIDEO_NODES.read_text()).items() if not k.startswith("_")}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", help="URL of a running ComfyUI with this node pack (default: start one)")
@@ -447,7 +554,7 @@ def main(argv=None) -> int:
         url = server.url
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/object_info", timeout=60) as response:
-            object_info = json.load(response)
+            object_info = {**core_video_nodes(), **json.load(response)}  # the server's own definitions win
     finally:
         if server is not None:
             stop_server(server)

@@ -290,7 +290,8 @@ def stop_server(server: ComfyUIServer) -> None:
 def comfyui(tmp_path_factory):
     """One real ComfyUI server for the whole test session (start-up takes ~30 s on a CPU)."""
     probe = Path(__file__).with_name("nodes_probe.py")  # a node pack loaded after ours (see its docstring)
-    server = start_server(tmp_path_factory.mktemp("comfyui"), extra_nodes=(probe,))
+    core_video = Path(__file__).with_name("core_video_nodes.py")  # newer core's video nodes, where missing
+    server = start_server(tmp_path_factory.mktemp("comfyui"), extra_nodes=(probe, core_video))
     try:
         yield server
     finally:

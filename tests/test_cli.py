@@ -348,6 +348,7 @@ def test_ray_engine_writes_the_same_files_as_the_local_engine(tmp_path, checkpoi
     ray = cli(*common, "--outdir", "ray", "--engine", "ray", "--workers", "2", cwd=tmp_path, check_rc=1, timeout=480)
     assert local.splitlines()[0] == ray.stdout.splitlines()[0]  # same counts written / failed
     assert "broken.jpg" in ray.stdout
+    assert "4/4 [" in ray.stderr.replace("\r", "\n")  # the workers' frames reached the progress bar
 
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local") == EXPECTED
     for name in EXPECTED:

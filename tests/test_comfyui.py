@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 import tomllib
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,14 @@ import pytest
 import torch
 from PIL import Image
 
-from depth_anything import DepthAnything, DepthModel, colorize, condition, normalize
+from depth_anything import DepthAnything, DepthModel, colorize, condition, load_depth, normalize
+from depth_anything.conditioning import value_ranges
 from depth_anything.postprocess import to_uint16
 from depth_anything.tiling import tile_grid
-from checkpoints import write_checkpoint
+from checkpoints import write_checkpoint, write_video_checkpoint
 from comfyui_server import REPO, comfyui, execution_error  # noqa: F401  (comfyui: the server fixture)
 from tiny_sd15 import write_sd15_checkpoint, write_sd15_controlnet
+from videos import clip_frames, make_video
 
 OUR_NODES = {
     "DepthAnythingModelLoader": ["model_name", "family", "precision", "device", "backend"],
@@ -34,6 +37,7 @@ OUR_NODES = {
     "DepthAnythingAllInOne": ["image", "model_name", "input_size", "normalization", "tiling"],
     "DepthAnythingColorize": ["depth", "colormap"],
     "DepthAnythingSaveDepth16": ["depth", "filename_prefix", "save_npy", "raw_depth"],
+    "VideoDepthAnythingEstimate": ["model", "images", "input_size", "normalization", "invert", "gamma", "batch_size"],
     "DepthAnythingSaveDepthEXR": ["raw_depth", "filename_prefix", "channel"],
     "DepthAnythingLoadDepth": ["depth_file"],
 }  # fmt: skip
@@ -43,11 +47,13 @@ OUR_OUTPUTS = {
     "DepthAnythingAllInOne": ["IMAGE", "MASK"],
     "DepthAnythingColorize": ["IMAGE"],
     "DepthAnythingSaveDepth16": [],
+    "VideoDepthAnythingEstimate": ["IMAGE", "MASK", "DEPTH_ANYTHING_RAW"],
     "DepthAnythingSaveDepthEXR": [],
     "DepthAnythingLoadDepth": ["IMAGE", "MASK", "DEPTH_ANYTHING_RAW", "STRING"],
 }
 OUTPUT_NODES = {"DepthAnythingSaveDepth16", "DepthAnythingSaveDepthEXR"}
 MODEL_FILE = "depth_anything_v2_vits.pth"  # also the file of the known name depth_anything_v2_vits
+VIDEO_MODEL_FILE = "video_depth_anything_vits.pth"  # the file of the known name video_depth_anything_vits
 SIZE = 56  # input_size for tests: a multiple of 14, small for the CPU
 WORKFLOWS = REPO / "workflows"
 VIRTUAL_UI_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}  # front-end only, never in /object_info
@@ -110,7 +116,18 @@ def da3_checkpoints(comfyui, da3_mono_path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def workflow_stand_ins(comfyui, depth_checkpoint, input_images, da3_checkpoints):
+def video_checkpoint(comfyui) -> Path:
+    return write_video_checkpoint(comfyui.models_dir / "depth_anything" / VIDEO_MODEL_FILE, encoder="vits", seed=4)
+
+
+@pytest.fixture(scope="session")
+def input_video(comfyui) -> Path:
+    """The clip the newer-core video workflow loads: 3 frames of 64 x 48 at 12 fps with a sound track."""
+    return make_video(comfyui.input_dir / "video.mp4", clip_frames(3), Fraction(12), audio_seconds=0.25)
+
+
+@pytest.fixture(scope="session")
+def workflow_stand_ins(comfyui, depth_checkpoint, video_checkpoint, input_images, input_video, da3_checkpoints):
     """Empty files under the diffusion model names the shipped workflows use, so that they pass validation;
     loading them fails at once in ComfyUI's own loader, which ends the run without sampling at 1024 px on a CPU."""
     for folder, name in (
@@ -491,12 +508,13 @@ def test_every_workflow_comes_in_both_formats():
     names = {p.stem for p in api_workflows()}
     assert names == {p.stem for p in ui_workflows()}
     assert {"depth_map", "sd15_depth_controlnet", "sdxl_depth_controlnet", "highres_tiled_depth",
-            "video_frames_depth", "saved_depth_controlnet", "da3_depth_map"} <= names  # fmt: skip
+            "video_frames_depth", "video_depth_anything_controlnet", "video_depth_anything_controlnet_animated",
+            "saved_depth_controlnet", "da3_depth_map"} <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", api_workflows(), ids=lambda p: p.stem)
 def test_api_workflow_passes_server_validation(comfyui, workflow_stand_ins, path):
-    prompt = json.loads(path.read_text())
+    prompt = sized_for_the_cpu(json.loads(path.read_text()))
     status, answer = comfyui.queue(prompt)
     assert status == 200 and answer["node_errors"] == {}, answer
     entry = comfyui.wait(answer["prompt_id"])
@@ -510,10 +528,27 @@ def test_api_workflow_passes_server_validation(comfyui, workflow_stand_ins, path
         assert saved
 
 
+def sized_for_the_cpu(prompt: dict) -> dict:
+    """The same graph with the depth network and frame scaling at test sizes (a video workflow's depth output
+    runs before the stand-in diffusion checkpoint fails; at 518 px it would take minutes on a CPU)."""
+    for node in prompt.values():
+        if "input_size" in node["inputs"]:
+            node["inputs"]["input_size"] = SIZE
+        if node["class_type"] == "ImageScale":
+            node["inputs"]["width"] = 64
+        if node["class_type"] == "VideoDepthAnythingEstimate":
+            node["inputs"]["batch_size"] = 32  # the whole window at once: same depth, faster on a CPU
+    return prompt
+
+
 @pytest.mark.parametrize("path", ui_workflows(), ids=lambda p: p.stem)
 def test_ui_workflow_type_checks_against_object_info(comfyui, workflow_stand_ins, path):
     object_info = comfyui.get("/object_info")  # fresh: model lists include the stand-ins
-    ui = json.loads(path.read_text())
+    check_ui_workflow(json.loads(path.read_text()), object_info, path.name)
+
+
+def check_ui_workflow(ui: dict, object_info: dict, name: str) -> None:
+    """Every node of a UI workflow against its definition (inputs, widget values, outputs), and every link typed."""
     nodes = {n["id"]: n for n in ui["nodes"]}
     for node in ui["nodes"]:
         if node["type"] in VIRTUAL_UI_NODES:
@@ -522,13 +557,17 @@ def test_ui_workflow_type_checks_against_object_info(comfyui, workflow_stand_ins
         info = object_info[node["type"]]
         check_widget_values(node, info)
         linked = [(name, spec[0]) for name, spec in _all_inputs(info) if not _is_widget(spec[0])]
-        assert [(i["name"], i["type"]) for i in node["inputs"]] == linked
+        assert [(i["name"], i["type"]) for i in node["inputs"] if "widget" not in i] == linked
+        widgets = {name: spec[0] for name, spec in _all_inputs(info) if _is_widget(spec[0])}
+        for fed in (i for i in node["inputs"] if "widget" in i):  # a widget given by a link (e.g. a video's fps)
+            assert fed["widget"]["name"] == fed["name"] and widgets.get(fed["name"]) == fed["type"], fed
+            assert fed["link"] is not None
         outputs = info["output"]
         assert [o["type"] for o in node["outputs"]] == list(outputs)
-        for name, spec in info["input"]["required"].items():
+        for input_name, spec in info["input"]["required"].items():
             if not _is_widget(spec[0]):
-                slot = next(i for i in node["inputs"] if i["name"] == name)
-                assert slot["link"] is not None, f"{path.name}: {node['type']}.{name} is not connected"
+                slot = next(i for i in node["inputs"] if i["name"] == input_name)
+                assert slot["link"] is not None, f"{name}: {node['type']}.{input_name} is not connected"
     link_ids = set()
     for link_id, source, source_slot, target, target_slot, kind in ui["links"]:
         link_ids.add(link_id)
@@ -553,9 +592,12 @@ def test_ui_and_api_workflows_describe_the_same_graph(object_info):
             assert entry["class_type"] == node["type"]
             info = object_info[node["type"]]
             values = iter(node["widgets_values"])
+            fed = {i["name"] for i in node["inputs"] if "widget" in i}  # widgets given by a link: checked below
             for name, spec in _all_inputs(info):
                 if _is_widget(spec[0]):
-                    assert entry["inputs"].get(name) == next(values), (ui_path.name, node["type"], name)
+                    value = next(values)
+                    if name not in fed:
+                        assert entry["inputs"].get(name) == value, (ui_path.name, node["type"], name)
                     for _ in _extra_widgets(name, spec):
                         next(values)
             for inp in node["inputs"]:
@@ -578,7 +620,7 @@ def _extra_widgets(name, spec) -> list[str]:
     extra = []
     if spec[0] == "INT" and (name in ("seed", "noise_seed") or options.get("control_after_generate")):
         extra.append("control")
-    if options.get("image_upload"):
+    if options.get("image_upload") or options.get("video_upload"):
         extra.append("upload")
     return extra
 
@@ -670,6 +712,152 @@ def test_registry_metadata_and_requirements_for_comfyui_manager():
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------------------------- Video Depth Anything
+
+
+def video_prompt(images=("1", 0), model_name=VIDEO_MODEL_FILE, **estimate) -> dict:
+    """LoadImage (animated frames) -> loader -> Video Depth Anything -> SaveImage (4) + Save Depth 16-bit (5)."""
+    options = dict(input_size=SIZE, normalization="batch", invert=False, gamma=1.0, batch_size=32)
+    options.update(estimate)
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "frames.webp"}},
+        "2": {
+            "class_type": "DepthAnythingModelLoader",
+            "inputs": {"model_name": model_name, "family": "auto", "precision": "auto", "device": "auto"},
+        },
+        "3": {"class_type": "VideoDepthAnythingEstimate", "inputs": {"model": ["2", 0], "images": list(images),
+                                                                      **options}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "tests/video_depth"}},
+        "5": {
+            "class_type": "DepthAnythingSaveDepth16",
+            "inputs": {"depth": ["3", 0], "filename_prefix": "tests/video16", "save_npy": True, "raw_depth": ["3", 2]},
+        },
+    }  # fmt: skip
+
+
+def test_video_depth_node_equals_library_infer_video_and_counts_frames(comfyui, video_checkpoint, input_images):
+    info = comfyui.get("/object_info/DepthAnythingModelLoader")["DepthAnythingModelLoader"]
+    choices = info["input"]["required"]["model_name"][0]
+    assert VIDEO_MODEL_FILE in choices
+    assert {"video_depth_anything_vits", "video_depth_anything_vitl", "metric_video_depth_anything_vits"} <= set(choices)
+
+    entry, events = comfyui.run_with_events(video_prompt(gamma=1.2))
+    assert entry["status"]["status_str"] == "success", execution_error(entry)
+    frames = Image.open(input_images["frames.webp"])
+    batch = torch.cat([read_image_frame(frames, i) for i in range(3)])
+    model = DepthModel.from_pretrained(video_checkpoint, device="cpu", dtype="fp32")
+    assert model.family.temporal and model.family.name == "video"
+    raw = model.infer_video(batch, input_size=SIZE, batch_size=32)
+    saved = comfyui.output_files(entry["outputs"], "5")
+    assert len(saved) == 3
+    expected = condition(raw, normalize="batch", gamma=1.2)  # one range over the clip
+    for path, want_raw, want in zip(saved, raw, expected):
+        np.testing.assert_allclose(np.load(path.with_suffix(".npy")), want_raw.numpy(), rtol=1e-4,
+                                   atol=1e-4 * float(raw.abs().max()))
+        assert np.abs(np.asarray(Image.open(path)).astype(int) - to_uint16(want).astype(int)).max() <= 1
+    clip_range = value_ranges(raw, normalize="batch")[0]
+    for path in saved:  # each frame's file says which model made it and records the clip's one range
+        about = load_depth(path).metadata
+        assert (about.family, about.normalize, about.gamma, about.input_size) == ("video", "batch", 1.2, SIZE)
+        np.testing.assert_allclose(about.value_range, (clip_range.low, clip_range.high), rtol=1e-5)
+    progress = [d for kind, d in events if kind == "progress" and d.get("node") == "3"]
+    assert progress and progress[-1]["value"] == progress[-1]["max"] == 3
+
+    loads = _model_loads(comfyui)
+    # The known name shares the file's cached model; the plain estimate node runs a video model's windows too.
+    outputs = comfyui.run(depth_prompt("frames.webp", "video_depth_anything_vits", normalization="batch", gamma=1.25,
+                                       batch_size=32))
+    assert _model_loads(comfyui) == loads
+    for path, want_raw in zip(comfyui.output_files(outputs, "5"), raw):
+        np.testing.assert_allclose(np.load(path.with_suffix(".npy")), want_raw.numpy(), rtol=1e-4,
+                                   atol=1e-4 * float(raw.abs().max()))
+
+
+def test_video_depth_node_stops_between_windows_and_refuses_an_empty_batch(comfyui, video_checkpoint, input_images,
+                                                                           sd15_models):
+    prompt = video_prompt(gamma=1.3)
+    prompt["6"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 100}}  # 300 frames
+    prompt["3"]["inputs"]["images"] = ["6", 0]
+
+    def interrupt_at_first_progress(kind, data):
+        if kind == "progress" and data.get("node") == "3" and data["value"] >= 1:
+            comfyui.post("/interrupt", {})
+
+    entry, events = comfyui.run_with_events(prompt, on_event=interrupt_at_first_progress)
+    interrupted = [d for kind, d in events if kind == "execution_interrupted"]
+    assert interrupted and interrupted[0]["node_id"] == "3", [kind for kind, _ in events]
+    progress = [d for kind, d in events if kind == "progress" and d.get("node") == "3"]
+    assert progress[-1]["max"] == 300 and progress[-1]["value"] <= 24 + 22  # a window or two, not 300 frames
+
+    empty = empty_batch_prompt(comfyui, sd15_models[0])
+    empty["3"] = {**video_prompt()["3"], "inputs": {**video_prompt()["3"]["inputs"], "images": ["8", 0]}}
+    empty["2"]["inputs"]["model_name"] = VIDEO_MODEL_FILE
+    failed = _failed(comfyui, empty)
+    assert failed["node_type"] == "VideoDepthAnythingEstimate" and "got no frames" in failed["exception_message"]
+
+
+def test_newer_core_video_workflow_fits_the_public_core_node_definitions(comfyui, workflow_stand_ins):
+    """The LoadVideo workflow against ComfyUI core's video nodes as written from its public source
+    (scripts/comfyui_core_video_nodes.json), whatever the server under test has."""
+    object_info = comfyui.get("/object_info")  # fresh: model lists include the stand-ins
+    core = {k: v for k, v in json.loads((REPO / "scripts" / "comfyui_core_video_nodes.json").read_text()).items()
+            if not k.startswith("_")}  # fmt: skip
+    ui = json.loads((WORKFLOWS / "video_depth_anything_controlnet.json").read_text())
+    assert {"LoadVideo", "GetVideoComponents", "CreateVideo", "SaveVideo"} <= {n["type"] for n in ui["nodes"]}
+    check_ui_workflow(ui, {**object_info, **core}, "video_depth_anything_controlnet.json")
+    api = json.loads((WORKFLOWS / "api" / "video_depth_anything_controlnet.json").read_text())
+    by_type = {entry["class_type"]: (node_id, entry["inputs"]) for node_id, entry in api.items()}
+    components, _ = by_type["GetVideoComponents"]
+    create = [entry["inputs"] for entry in api.values() if entry["class_type"] == "CreateVideo"]
+    assert all(c["fps"] == [components, 2] and c["audio"] == [components, 1] for c in create)  # source fps, sound
+    assert by_type["VideoDepthAnythingEstimate"][1]["images"] == by_type["VAEEncode"][1]["pixels"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["video_depth_anything_controlnet", "video_depth_anything_controlnet_animated"])
+def test_video_workflows_generate_every_frame_from_video_depth(comfyui, workflow_stand_ins, sd15_models, name):
+    prompt = sized_for_the_cpu(json.loads((WORKFLOWS / "api" / f"{name}.json").read_text()))
+    for seed, node in enumerate(n for n in prompt.values() if n["class_type"] == "CLIPTextEncode"):
+        node.update(class_type="TestConditioning", inputs={"seed": seed})  # the tiny checkpoint has no CLIP
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if node["class_type"] == "CheckpointLoaderSimple":
+            inputs["ckpt_name"] = sd15_models[0]
+        elif node["class_type"] == "ControlNetLoader":
+            inputs["control_net_name"] = sd15_models[1]
+        elif node["class_type"] == "KSampler":
+            inputs["steps"] = 1
+        if "filename_prefix" in inputs:
+            inputs["filename_prefix"] = inputs["filename_prefix"].replace("depth_anything/", "tests/")
+    entry, events = comfyui.run_with_events(prompt)
+    assert entry["status"]["status_str"] == "success", execution_error(entry)
+    sampler = next(i for i, n in prompt.items() if n["class_type"] == "KSampler")
+    assert any(kind == "progress" and d.get("node") == sampler for kind, d in events)  # it really sampled
+
+    saves = [i for i, n in prompt.items() if n["class_type"] in ("SaveVideo", "SaveAnimatedWEBP")]
+    assert len(saves) == 2  # the generated frames and the depth
+    for node_id in saves:
+        (path,) = comfyui.output_files(entry["outputs"], node_id)
+        frames = read_frames(path)
+        assert len(frames) == 3 and frames[0].shape[:2] == (48, 64), (node_id, path)
+        assert np.abs(frames[0].astype(int) - frames[2].astype(int)).mean() > 0.5  # every frame its own
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    """The frames of a saved video (.mp4) or animation (.webp)."""
+    if path.suffix == ".mp4":
+        import av
+
+        with av.open(str(path)) as container:
+            return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    with Image.open(path) as image:
+        frames = []
+        for index in range(image.n_frames):
+            image.seek(index)
+            frames.append(np.asarray(image.convert("RGB")))
+        return frames
 
 
 # ------------------------------------------------------------------------------------------- depth files

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +19,7 @@ import numpy as np
 
 from .outputs import RenderOptions
 from .pipeline import ImageJob, InferenceSettings, ModelSpec, Outcome, Task, render_stored
-from .video import video_depth
+from .video import VideoResult, video_depth
 
 OnOutcome = Callable[[Outcome], None]
 
@@ -26,17 +28,25 @@ def _describe(exc: BaseException) -> str:
     return (str(exc).strip() or type(exc).__name__)[:500]
 
 
+def _video_note(result: VideoResult) -> str | None:
+    notes = list(result.notes)
+    if result.resumed_from:
+        notes.insert(0, f"resumed after frame {result.resumed_from} of an interrupted run")
+    return "; ".join(notes) or None
+
+
 def run_videos(model, tasks: Sequence[Task], settings: InferenceSettings, options: RenderOptions,
                on_outcome: OnOutcome | None = None, progress: Callable[[int], None] | None = None) -> list[Outcome]:
-    """Depth videos one after the other; a video that fails is reported and the next one goes on."""
+    """Depth for videos one after the other; a video that fails is reported and the next one goes on."""
     outcomes = []
     for task in tasks:
         try:
-            video_depth(model, task.source, task.output, settings, options, progress=progress)
+            result = video_depth(model, task.source, task.output, settings, options, store=task.store,
+                                 progress=progress)
         except Exception as exc:  # noqa: BLE001 - reported per video
             outcome = Outcome(task, _describe(exc))
         else:
-            outcome = Outcome(task)
+            outcome = Outcome(task, note=_video_note(result))
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
@@ -82,6 +92,7 @@ def _tasks_from(batch: dict[str, np.ndarray]) -> list[Task]:
 
 def _outcome_rows(tasks: list[Task], outcomes: list[Outcome]) -> dict[str, np.ndarray]:
     errors = {o.task: o.error or "" for o in outcomes}
+    notes = {o.task: o.note for o in outcomes}
     rows = _task_rows(tasks)
     return {
         "source": np.array([r["source"] for r in rows], dtype=object),
@@ -89,26 +100,76 @@ def _outcome_rows(tasks: list[Task], outcomes: list[Outcome]) -> dict[str, np.nd
         "store": np.array([r["store"] for r in rows], dtype=object),
         # a task with no outcome cannot happen; count it as failed rather than as written if it ever does
         "error": np.array([errors.get(t, "no result from the worker") for t in tasks], dtype=object),
+        "note": np.array([notes.get(t) or "" for t in tasks], dtype=object),
     }
 
 
 class _Worker:
     """One Ray actor: loads the model once, then processes the batches of tasks it is given."""
 
-    def __init__(self, spec: ModelSpec, settings: InferenceSettings, options: RenderOptions, mode: str, threads: int):
+    def __init__(self, spec: ModelSpec, settings: InferenceSettings, options: RenderOptions, mode: str, threads: int,
+                 frames_done=None):
         import torch
 
         torch.set_num_threads(max(1, threads))
         self.settings, self.options, self.mode = settings, options, mode
+        self.frames_done = frames_done  # a Ray queue the driver's progress bar reads, or None
         self.model = spec.load()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tasks = _tasks_from(batch)
         if self.mode == "videos":
-            outcomes = run_videos(self.model, tasks, self.settings, self.options)
+            counter = _FrameCounter(self.frames_done)
+            try:
+                outcomes = run_videos(self.model, tasks, self.settings, self.options, progress=counter)
+            finally:
+                counter.flush()
         else:
             outcomes = ImageJob(self.model, self.settings, self.options).run(tasks, store=self.mode == "store")
         return _outcome_rows(tasks, outcomes)
+
+
+class _FrameCounter:
+    """Counts a worker's finished frames into a Ray queue, a few times a second rather than for every frame."""
+
+    def __init__(self, frames_done, interval: float = 0.25):
+        self.queue, self.interval = frames_done, interval
+        self.pending, self.sent_at = 0, time.monotonic()
+
+    def __call__(self, count: int) -> None:
+        self.pending += count
+        if time.monotonic() - self.sent_at >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.queue is not None and self.pending:
+            self.queue.put(self.pending)
+        self.pending, self.sent_at = 0, time.monotonic()
+
+
+class _ProgressRelay:
+    """The driver's end of `_FrameCounter`: a Ray queue read by a thread that advances the progress bar."""
+
+    def __init__(self, progress: Callable[[int], None]):
+        from ray.util.queue import Empty, Queue
+
+        self.queue, self.empty, self.progress = Queue(actor_options={"num_cpus": 0}), Empty, progress
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._pump, daemon=True, name="ray-progress")
+        self.thread.start()
+
+    def _pump(self) -> None:
+        while True:
+            try:
+                self.progress(self.queue.get(timeout=0.2))
+            except self.empty:
+                if self.stopping.is_set():
+                    return
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.queue.shutdown()
 
 
 def _render_batch(batch: dict[str, np.ndarray], options: RenderOptions, value_range: tuple[float, float]):
@@ -159,16 +220,17 @@ class RayEngine:
         outcomes = []
         for row in mapped.iter_rows():
             task = Task(Path(row["source"]), Path(row["output"]), Path(row["store"]) if row["store"] else None)
-            outcome = Outcome(task, row["error"] or None)
+            outcome = Outcome(task, row["error"] or None, row.get("note") or None)
             outcomes.append(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
         return outcomes
 
-    def _actors(self, options: RenderOptions, mode: str) -> dict:
+    def _actors(self, options: RenderOptions, mode: str, frames_done=None) -> dict:
         return dict(
             fn_constructor_kwargs=dict(
-                spec=self.spec, settings=self.settings, options=options, mode=mode, threads=int(max(1, self.cpus))
+                spec=self.spec, settings=self.settings, options=options, mode=mode, threads=int(max(1, self.cpus)),
+                frames_done=frames_done,
             ),
             compute=self.ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=self.cpus,
@@ -184,7 +246,13 @@ class RayEngine:
                          num_cpus=1)
 
     def videos(self, tasks, options, on_outcome=None, progress=None):
-        return self._map(tasks, _Worker, on_outcome, 1, **self._actors(options, "videos"))
+        relay = _ProgressRelay(progress) if progress is not None and tasks else None
+        try:
+            frames_done = relay.queue if relay is not None else None
+            return self._map(tasks, _Worker, on_outcome, 1, **self._actors(options, "videos", frames_done))
+        finally:
+            if relay is not None:
+                relay.close()
 
     def close(self) -> None:
         if self.started:

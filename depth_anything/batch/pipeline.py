@@ -89,6 +89,7 @@ class Task:
 class Outcome:
     task: Task
     error: str | None = None  # None: written
+    note: str | None = None  # written, with something the user should know (e.g. a video frame skipped)
 
     @property
     def ok(self) -> bool:

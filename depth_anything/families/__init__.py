@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..loading import Checkpoint
     from ..model import DepthModel
 
-BUILTIN = ("depth_anything_3", "depth_anything")  # modules of this package that register families, in priority order
+BUILTIN = ("depth_anything_3", "video_depth_anything", "depth_anything")  # modules of this package that register families, in priority order
 
 
 class ModelFamily:

@@ -50,10 +50,6 @@ class DepthAnything(DepthModel):
         self.depth_head = DPTHead(self.config.embed_dim, self.config.features, self.config.out_channels, self.is_metric)
         self.head_features = self.config.features
 
-    @property
-    def encoder(self) -> str:
-        return self.config.name
-
     def pass_flops(self, height: int, width: int) -> float:
         """FLOPs of one pass: each encoder block's projections and MLP (24 N d^2) and attention (4 N^2 d) on N
         tokens, and the DPT head's convolutions (about 18 features^2 per pixel, measured for vits / vitb / vitl)."""
@@ -61,9 +57,6 @@ class DepthAnything(DepthModel):
         width_ = self.config.embed_dim
         encoder = self.config.depth * (24 * tokens * width_**2 + 4 * tokens**2 * width_)
         return float(encoder + 18 * self.config.features**2 * height * width)
-
-    def extra_repr(self) -> str:
-        return f"encoder={self.encoder}, family={self.family.name}, source={self.source}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images (B, 3, H, W), H and W multiples of 14 -> (B, H, W) disparity or metres."""

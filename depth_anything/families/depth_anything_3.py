@@ -284,7 +284,7 @@ class DA3Head(DPTHead):
 
     def forward(self, tokens: list[torch.Tensor], patch_h: int, patch_w: int) -> torch.Tensor:
         """Four token maps -> (B, 2, H, W): depth and sky probability (mono / metric), or (B, 1, H, W): depth."""
-        x = self.fuse(tokens, patch_h, patch_w)
+        x = self.scratch.output_conv1(self.fuse(tokens, patch_h, patch_w))
         height, width = patch_h * PATCH, patch_w * PATCH
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=True)
         if self.any_view:

@@ -35,7 +35,7 @@ MAX_TILES = 4096  # tiles of one image (64 x 64); the defaults stay near 100 at 
 # measured speed): above WARN_SECONDS a run warns with the estimate; above LIMIT_SECONDS it is refused with the
 # estimate and a setting that fits. $DEPTH_ANYTHING_MAX_SECONDS replaces LIMIT_SECONDS (0: no limit).
 WARN_SECONDS = 60.0
-LIMIT_SECONDS = 1800.0
+LIMIT_SECONDS = 900.0
 
 OUTPUT_FORMATS = ("side-by-side", "png8", "png16", "npy", "exr")  # what the command line (and save nodes) write
 FORMAT_SUFFIXES = {"side-by-side": ".png", "png8": ".png", "png16": ".png", "npy": ".npy", "exr": ".exr"}

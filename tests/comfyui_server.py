@@ -33,6 +33,7 @@ MODEL_FOLDERS = (
     "depth_anything", "geometry_estimation", "checkpoints", "controlnet", "vae", "vae_approx", "clip", "unet",
 )
 START_TIMEOUT_S = 300
+TEST_WORK_LIMIT_S = 120
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -236,6 +237,9 @@ def start_server(workdir: Path, extra_args: tuple[str, ...] = (), extra_nodes: t
     port = free_port()
     log_path = workdir / "comfyui.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")  # a download attempt fails at once
+    # A work limit far below the default, so that "practically endless" means the same on a fast and a slow
+    # machine: every test image is estimated at seconds, the hostile settings at many minutes.
+    env.setdefault("DEPTH_ANYTHING_MAX_SECONDS", str(TEST_WORK_LIMIT_S))
     command = [
         sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
         "--extra-model-paths-config", str(extra_paths),

@@ -119,16 +119,16 @@ def prepare_image(
         >>> prepared.net_size, prepared.size  # doctest: +SKIP
         ((518, 686), (480, 640))
     """
+    focal = exif_focal_px(image) if focal_px is None else float(focal_px)  # from the file, before decoding
     image = decoded(image)
     array = integer_pixels(image)
     if array is not None:  # 8 / 16-bit pixels: never a float copy of the whole photo (see from_integers)
         size = tuple(array.shape[:2])
         net_size = preprocessing.net_size(*size, input_size, max_size)
-        return PreparedImage(preprocessing.from_integers(array, net_size, device), size)
+        return PreparedImage(preprocessing.from_integers(array, net_size, device), size, focal)
     pixels = to_tensor(image)
     size = tuple(pixels.shape[-2:])
     net_size = preprocessing.net_size(*size, input_size, max_size)
-    focal = exif_focal_px(image) if focal_px is None else float(focal_px)
     return PreparedImage(preprocessing(pixels.to(device)[None], net_size)[0], size, focal)
 
 

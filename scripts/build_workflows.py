@@ -162,7 +162,7 @@ def da3_workflow() -> Workflow:
         [
             *depth_nodes("example.png", input_size=504, model_name="depth_anything_3_mono_large"),
             *preview_and_save_nodes("depth_anything/da3_depth"),
-            Node(8, "MaskToImage", {"mask": (3, 3)}, (760, 760)),
+            Node(8, "MaskToImage", {"mask": (3, 4)}, (760, 760)),
             Node(9, "PreviewImage", {"images": (8, 0)}, (1160, 760), title="Sky"),
             Note(
                 100,

@@ -43,7 +43,7 @@ OUR_NODES = {
 }  # fmt: skip
 OUR_OUTPUTS = {
     "DepthAnythingModelLoader": ["DEPTH_ANYTHING_MODEL"],
-    "DepthAnythingEstimate": ["IMAGE", "MASK", "DEPTH_ANYTHING_RAW", "MASK"],
+    "DepthAnythingEstimate": ["IMAGE", "MASK", "DEPTH_ANYTHING_RAW", "MASK", "MASK"],
     "DepthAnythingAllInOne": ["IMAGE", "MASK"],
     "DepthAnythingColorize": ["IMAGE"],
     "DepthAnythingSaveDepth16": [],
@@ -1000,7 +1000,7 @@ def test_saved_depth_workflow_reloads_depth_and_feeds_it_to_the_controlnet(
 def da3_prompt(model_name: str, **estimate) -> dict:
     """depth_prompt with a DA3 model, and the sky mask saved as an image (node 7)."""
     prompt = depth_prompt(model_name=model_name, **estimate)
-    prompt["6"] = {"class_type": "MaskToImage", "inputs": {"mask": ["3", 3]}}
+    prompt["6"] = {"class_type": "MaskToImage", "inputs": {"mask": ["3", 4]}}  # sky_mask
     prompt["7"] = {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "tests/sky"}}
     return prompt
 

@@ -391,6 +391,7 @@ def far_masks(far_mask: DepthInput | None, maps: list[torch.Tensor]) -> list[tor
     """`condition`'s far_mask as one boolean (H, W) map (or None) per depth map, checked against their sizes."""
     if far_mask is None:
         return [None] * len(maps)
+
     def as_numbers(mask):
         if isinstance(mask, (list, tuple)):
             return [as_numbers(m) for m in mask]

@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from . import pipeline
 from .backends import Backend, BackendUnavailableError, EagerBackend, make_backend
-from .images import ImageInput, image_size, split_images
+from .images import ImageInput, exif_focal_px, image_size, split_images, to_tensor
 from .options import batch_size_problem, check, input_size_problem, max_size_problem, tile_problem
 from .pipeline import NetworkBatch, OutputWindow
 from .transforms import Preprocessing
@@ -421,7 +421,6 @@ class DepthModel(nn.Module):
         preprocessing: Preprocessing | None,
     ) -> torch.Tensor | list[torch.Tensor]:
         """Each image through `tiled_predict`, its tiles batched; progress counts network passes."""
-        from .images import exif_focal_px, image_size, to_tensor
         from .tiling import tile_grid, tiled_predict
 
         rule = preprocessing or self.family.preprocessing

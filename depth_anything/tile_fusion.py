@@ -12,7 +12,9 @@ global map (the only scale at which the two can be compared):
    off by a plane;
 3. what the tile still disagrees with the global map about (a lifted region, a bend), smoothed edge-aware: the
    correction may step where the fitted tile has a depth edge and is smooth everywhere else, so it leaves no
-   halo; it is enlarged to the tile and added.
+   halo; it is enlarged to the tile edge-aware too (each tile pixel takes the correction of the neighbouring
+   coarse samples whose depth is like its own, so a wire or a pole keeps its own correction, not its
+   background's) and added.
 
 Everything finer than the global map comes from the tile alone; nothing of the image's size is held.
 """
@@ -32,6 +34,10 @@ MIN_SPREAD = 0.01  # robust weights never treat residuals below 1% of the target
 MIN_SCALE_FRACTION = 0.25  # a tile's scale never drops below this share of (global spread / tile spread)
 CURVE_RIDGE = 1e-3  # pull of the tone curve's bends toward a straight line, relative to the data's weight
 MIN_CURVE_SLOPE = 0.1  # a tone curve flatter than this share of the straight fit's slope falls back to the line
+# The field's enlargement compares a tile pixel with coarse samples that average it with its surroundings:
+# its value kernel is this many times wider than the field's own (BENCHMARKS.md: 5 keeps thin structures'
+# edges, where 1 loses some to noise and a plain bilinear enlargement pulls them toward the background).
+ENLARGE_EDGE = 5.0
 
 
 @dataclass(frozen=True)
@@ -128,12 +134,16 @@ def fuse_tiles(
         return curve.values(depth) - correction
     if fusion.curve > 1 or fusion.tilt:
         curve = _fit_curve(fit_tile, fit_target, curve, spread, fusion, scale_only)
-    # What varies slowly over the tile (its tilt, then the field) is kept at the coarse grid and added (for
-    # metric depth: multiplied) once, enlarged: a plane survives bilinear enlargement exactly.
-    slow = curve.plane(pooled)
-    if fusion.field is not None:
-        slow = slow + _field(curve.apply(coarse, slow), target, fusion, scale_only)
-    return curve.apply(depth, slow)
+    # The tilt is kept at the coarse grid and enlarged bilinearly: a plane survives that exactly.
+    plane = curve.plane(pooled)
+    fitted = curve.apply(depth, plane)
+    if fusion.field is None:
+        return fitted
+    fitted_coarse = curve.apply(coarse, plane)
+    edge = _edge_width(fitted_coarse, fusion)
+    field = _field(fitted_coarse, target, edge, fusion.field, scale_only)
+    field = _enlarge_edge_aware(field, fitted_coarse, fitted, ENLARGE_EDGE * edge)
+    return fitted * (1.0 + field) if scale_only else fitted + field
 
 
 # --------------------------------------------------------------------------------------------- step 1
@@ -359,22 +369,59 @@ def _fit_curve(tile, target, line: _ToneCurve, spread, fusion: Fusion, scale_onl
 # --------------------------------------------------------------------------------------------- step 3
 
 
-def _field(fitted: torch.Tensor, target: torch.Tensor, fusion: Fusion, scale_only: bool) -> torch.Tensor:
-    """What the fitted coarse tiles (N, gh, gw) still miss of the global map, smoothed edge-aware over
-    `fusion.field` global-map pixels: an additive correction (for metric depth a relative one)."""
+def _edge_width(fitted: torch.Tensor, fusion: Fusion) -> torch.Tensor:
+    """Per tile (N, 1, 1): the depth step the field does not smooth across, a share of the tile's range."""
+    levels = torch.tensor([0.02, 0.98], dtype=fitted.dtype, device=fitted.device)
+    low, high = torch.quantile(fitted.flatten(1), levels, dim=1)
+    return (fusion.edge * (high - low)).clamp_min(1e-30)[:, None, None]
+
+
+def _field(fitted: torch.Tensor, target: torch.Tensor, edge: torch.Tensor, sigma: float, scale_only: bool):
+    """What the fitted coarse tiles (N, gh, gw) still miss of the global map, smoothed edge-aware over `sigma`
+    global-map pixels: an additive correction (for metric depth a relative one)."""
     if scale_only:
         residual = (target - fitted) / fitted.abs().clamp_min(1e-6 * float(target.abs().max()) + 1e-30)
     else:
         residual = target - fitted
     flat = residual.flatten(1)
     weight = _cauchy(residual, _robust_spread(flat, 1e-12 + MIN_SPREAD * flat.std(dim=1)).float())
-    levels = torch.tensor([0.02, 0.98], dtype=fitted.dtype, device=fitted.device)
-    low, high = torch.quantile(fitted.flatten(1), levels, dim=1)
-    edge = (fusion.edge * (high - low)).clamp_min(1e-30)[:, None, None]
     numerator, denominator = weight * residual, weight
     for dim in (-1, -2):
-        numerator, denominator = _bilateral_pass(numerator, denominator, fitted, fusion.field, edge, dim)
+        numerator, denominator = _bilateral_pass(numerator, denominator, fitted, sigma, edge, dim)
     return numerator / denominator.clamp_min(1e-12)
+
+
+def _enlarge_edge_aware(field, guide_coarse, guide, edge, floor: float = 1e-3) -> torch.Tensor:
+    """The coarse `field` (N, gh, gw) at the resolution of `guide` (N, h, w): joint-bilateral upsampling.
+
+    Each pixel weighs its four bilinear neighbours on the coarse grid by how close their `guide_coarse` value
+    is to its own `guide` value (a Gaussian `edge` wide); `floor` keeps a pixel unlike all four (a wire thinner
+    than a coarse sample) at their bilinear mean instead of dividing by nothing.
+    """
+    (height, width), (coarse_h, coarse_w) = guide.shape[-2:], field.shape[-2:]
+    rows, cols = _bilinear_taps(height, coarse_h, guide.device), _bilinear_taps(width, coarse_w, guide.device)
+    unit = edge * math.sqrt(2.0)  # exp(-(difference / unit)^2) is the value weight
+    scaled = guide / unit
+    numerator, denominator = torch.zeros_like(guide), torch.zeros_like(guide)
+    for row_index, row_weight in rows:
+        for col_index, col_weight in cols:
+            neighbour = (guide_coarse[:, row_index][:, :, col_index] / unit).sub_(scaled).square_()
+            kernel = neighbour.clamp_(max=40.0).neg_().exp_().add_(floor)
+            kernel.mul_(row_weight[:, None] * col_weight[None, :])
+            numerator.addcmul_(kernel, field[:, row_index][:, :, col_index])
+            denominator.add_(kernel)
+    return numerator.div_(denominator)
+
+
+def _bilinear_taps(size: int, coarse: int, device) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """For each of `size` fine positions: its two coarse neighbours and their bilinear weights, as
+    `F.interpolate(mode="bilinear", align_corners=False)` places them (edges clamped)."""
+    position = ((torch.arange(size, device=device, dtype=torch.float32) + 0.5) * (coarse / size) - 0.5)
+    position = position.clamp(0.0, coarse - 1)
+    first = position.floor().long()
+    second = (first + 1).clamp(max=coarse - 1)
+    fraction = position - first
+    return (first, 1.0 - fraction), (second, fraction)
 
 
 def _bilateral_pass(numerator, denominator, guide, sigma: float, edge, dim: int):

@@ -34,10 +34,6 @@ MIN_SPREAD = 0.01  # robust weights never treat residuals below 1% of the target
 MIN_SCALE_FRACTION = 0.25  # a tile's scale never drops below this share of (global spread / tile spread)
 CURVE_RIDGE = 1e-3  # pull of the tone curve's bends toward a straight line, relative to the data's weight
 MIN_CURVE_SLOPE = 0.1  # a tone curve flatter than this share of the straight fit's slope falls back to the line
-# The field's enlargement compares a tile pixel with coarse samples that average it with its surroundings:
-# its value kernel is this many times wider than the field's own (BENCHMARKS.md: 5 keeps thin structures'
-# edges, where 1 loses some to noise and a plain bilinear enlargement pulls them toward the background).
-ENLARGE_EDGE = 5.0
 
 
 @dataclass(frozen=True)
@@ -49,16 +45,21 @@ class Fusion:
         tilt: fit a plane in position along with the curve.
         field: radius, in global-map pixels, of the edge-aware correction field; None for no field.
         edge: the depth step, as a share of the tile's depth range, that the field does not smooth across.
+        enlarge: width of the value kernel that enlarges the field to the tile, in multiples of `edge`; None
+            enlarges it bilinearly. It compares a tile pixel with coarse samples that average it with its
+            surroundings, hence wider than `edge` (BENCHMARKS.md: 5 keeps thin structures' edges, 1 loses some to
+            noise, bilinear pulls them toward their background).
 
     Example:
         >>> FUSIONS["tile"]
-        Fusion(curve=1, tilt=False, field=None, edge=0.03)
+        Fusion(curve=1, tilt=False, field=None, edge=0.03, enlarge=5.0)
     """
 
     curve: int = 3
     tilt: bool = True
     field: float | None = 4.0
     edge: float = 0.03
+    enlarge: float | None = 5.0
 
     def __post_init__(self):
         if self.curve not in (1, 2, 3):
@@ -67,6 +68,8 @@ class Fusion:
             raise ValueError(f"Fusion field must be a positive radius or None, got {self.field!r}.")
         if not self.edge > 0:
             raise ValueError(f"Fusion edge must be positive, got {self.edge!r}.")
+        if self.enlarge is not None and not self.enlarge > 0:
+            raise ValueError(f"Fusion enlarge must be a positive width or None, got {self.enlarge!r}.")
 
 
 # "local" is the default (BENCHMARKS.md: it holds when crops disagree beyond scale and shift); "tile" is one
@@ -142,7 +145,10 @@ def fuse_tiles(
     fitted_coarse = curve.apply(coarse, plane)
     edge = _edge_width(fitted_coarse, fusion)
     field = _field(fitted_coarse, target, edge, fusion.field, scale_only)
-    field = _enlarge_edge_aware(field, fitted_coarse, fitted, ENLARGE_EDGE * edge)
+    if fusion.enlarge is None:
+        field = F.interpolate(field[:, None], size=fitted.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    else:
+        field = _enlarge_edge_aware(field, fitted_coarse, fitted, fusion.enlarge * edge)
     return fitted * (1.0 + field) if scale_only else fitted + field
 
 

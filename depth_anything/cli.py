@@ -425,10 +425,6 @@ def _make_engine(args, spec: ModelSpec, settings: InferenceSettings):
     if args.encoder and args.checkpoint and args.encoder != encoder:
         engine.close()
         raise UsageError(f"--encoder {args.encoder} but {args.checkpoint} is a {encoder} model; drop one of them")
-    if family.temporal and settings.tiled != "off":
-        engine.close()
-        raise UsageError(f"--tiled works frame by frame; {family.name} ({family.description}) sees whole clips. "
-                         "Drop --tiled, or use a per-frame model such as depth_anything_v2_vitl")
     return engine, family, encoder
 
 

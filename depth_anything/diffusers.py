@@ -234,7 +234,8 @@ class DepthAnythingDetector:
             gamma: applied after normalisation: above 1 darkens the far range, below 1 lifts it.
             controlnet: hub id, path, ControlNet model or pipeline the image is for (see `control_image`).
             tiled: True for high-resolution depth from overlapping native-resolution tiles (finer detail on large
-                photos, no seams), "auto" to tile only images large enough to gain; see `DepthModel.infer`.
+                photos, no seams), "auto" to tile only images large enough to gain; see `DepthModel.infer`. A
+                temporal model's clip is tiled in time too (`VideoDepthAnything.infer_video`).
             tile, overlap: tile side (a multiple of 14) and overlap in pixels, for `tiled`.
             max_size: cap on the longest side the network sees (default 3 x detect_resolution).
             batch_size: images per network call.
@@ -254,18 +255,14 @@ class DepthAnythingDetector:
         rules = control_rules(controlnet, invert)
         check(size_problem(target, rules.multiple, rules.why))
         temporal = self.model.family.temporal
-        if temporal and tiled:
-            raise ValueError(
-                "tiled depth works image by image, but a temporal model (Video Depth Anything) sees the frames of a "
-                "clip together: use tiled=False, or an image model for tiles."
-            )
         if normalize is None:
             normalize = "batch" if temporal else "per_image"
         options = dict(kind=self.model.output_kind, normalize=normalize, invert=rules.invert, gamma=gamma)
         try:
             if temporal:
                 depth = self.model.infer_video(
-                    split_images(image), input_size=detect_resolution, max_size=max_size, batch_size=batch_size
+                    split_images(image), input_size=detect_resolution, max_size=max_size, batch_size=batch_size,
+                    tiled=tiled, tile=tile, overlap=overlap,
                 )
                 maps = condition(list(depth), size=target, **options)
             elif tiled:

@@ -219,6 +219,18 @@ def decoded(image: ImageInput) -> ImageInput:
     return image
 
 
+def crop_image(image: ImageInput, top: int, left: int, height: int, width: int) -> ImageInput:
+    """The (height, width) region of one image at (top, left), in the image's own form where it can be a view:
+    numpy pixels stay numpy (integers keep the fast integer path), tensors stay tensors in their layout; paths
+    and PIL images are decoded first."""
+    image = decoded(image)
+    if isinstance(image, torch.Tensor) and image.ndim == 3 and not _channels_last(image):
+        return image[:, top : top + height, left : left + width]
+    if isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim in (2, 3):
+        return image[top : top + height, left : left + width]
+    raise ValueError(f"Expected one image (H, W), (H, W, C) or (C, H, W), got shape {tuple(image.shape)}.")
+
+
 def integer_pixels(image: ImageInput) -> np.ndarray | None:
     """uint8 / uint16 pixels (H, W) or (H, W, 3) of a numpy image (alpha dropped), or None for any other input
     (float, bool, torch): what `Preprocessing.from_integers` takes."""

@@ -33,7 +33,7 @@ from .options import (
 from .tile_fusion import FUSIONS, Fusion, fit_scale_shift, fuse_tiles
 from .transforms import processing_size
 
-__all__ = ["Fusion", "TileGrid", "default_tile", "fit_scale_shift", "tile_grid", "tiled_predict"]
+__all__ = ["Fusion", "TileAssembler", "TileGrid", "default_tile", "fit_scale_shift", "tile_grid", "tiled_predict"]
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
 # (tiles (N, h, w), the global map sampled over each of them (N, gh, gw), scale_only) -> fitted tiles (N, h, w)
@@ -348,7 +348,7 @@ def tiled_predict(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     if lowpass is not None and not lowpass > 0:
         raise ValueError(f"lowpass must be a positive sigma or None, got {lowpass!r}.")
-    fuse = _fusion(fusion, lowpass, scale_only=align == "scale")
+    _fusion(fusion, lowpass, scale_only=align == "scale")  # a bad fusion is refused before any pass
     height, width = chw.shape[-2:]
     grid = tile_grid(
         height, width, tile=tile, overlap=overlap, model_size=model_size, max_size=max_size, auto=auto, shift=shift,
@@ -366,27 +366,93 @@ def tiled_predict(
     if progress is not None:
         progress(1, total)
 
-    # Tiles are compared with the global map on a grid as coarse as the global map itself.
-    scale = min(height / global_size[0], width / global_size[1])
-    pooled = (max(1, round(grid.tile_height / scale)), max(1, round(grid.tile_width / scale)))
-    weight_y, weight_x = grid.weights()
-    output = torch.zeros(height, width, dtype=torch.float32, device=chw.device)
+    assembler = TileAssembler(
+        grid, global_map, fusion=fusion, align=align, lowpass=lowpass, on_tile=on_tile, device=chw.device
+    )
     boxes = grid.boxes()
     tile_size = (grid.tile_height, grid.tile_width)
     per_call = max(1, min(batch_size, batch_size * model_size**2 // (tile_size[0] * tile_size[1])))
     for start in range(0, len(boxes), per_call):
         chunk = boxes[start : start + per_call]
         tiles = torch.stack([chw[:, y : y + tile_size[0], x : x + tile_size[1]] for y, x in chunk]).float()
-        depth = _check_prediction(predict(tiles), len(chunk), tile_size).to(chw.device)
+        depth = _check_prediction(predict(tiles), len(chunk), tile_size)
         del tiles
-        target = _sample_global(global_map.to(chw.device), chunk, tile_size, pooled, (height, width))
-        depth = fuse(depth, target)
-        for (y, x), tile_depth in zip(chunk, depth):
-            if on_tile is not None:
-                on_tile(y, x, tile_depth)
-            row, column = grid.ys.index(y), grid.xs.index(x)
-            blend = weight_y[row].to(chw.device)[:, None] * weight_x[column].to(chw.device)[None, :]
-            output[y : y + tile_size[0], x : x + tile_size[1]] += blend * tile_depth
+        assembler.add(chunk, depth)
         if progress is not None:
             progress(1 + start + len(chunk), total)
-    return output
+    return assembler.result()
+
+
+class TileAssembler:
+    """One image's depth from its global map and its tiles' depth: each tile fitted to the global map, then
+    blended. Tiles come in any batches, in any order; each tile of the grid exactly once.
+
+    `tiled_predict` runs the network and feeds one of these; a caller with predictions of its own (a video model
+    that sees each tile position as a clip) feeds it directly.
+
+    Args:
+        grid: the image's `TileGrid`.
+        global_map: the whole image's depth as the network saw it, (gh, gw) at the network's resolution (the
+            coarse grid tiles are compared on is as coarse as this map).
+        fusion, align, lowpass: as for `tiled_predict`.
+        on_tile: called as on_tile(y, x, depth) with each fitted tile before blending.
+        device: where the result is built (default: the global map's).
+
+    Example:
+        >>> grid = tile_grid(600, 900, tile=280)
+        >>> assembler = TileAssembler(grid, torch.rand(56, 84))
+        >>> for box in grid.boxes():
+        ...     assembler.add([box], torch.rand(1, grid.tile_height, grid.tile_width))
+        >>> assembler.result().shape
+        torch.Size([600, 900])
+    """
+
+    def __init__(
+        self,
+        grid: TileGrid,
+        global_map: torch.Tensor,
+        *,
+        fusion: str | Fusion | FuseTiles = "local",
+        align: str = "affine",
+        lowpass: float | None = None,
+        on_tile: Callable[[int, int, torch.Tensor], None] | None = None,
+        device: torch.device | str | None = None,
+    ):
+        if align not in ALIGN_MODES:
+            raise ValueError(f"align must be one of {', '.join(ALIGN_MODES)}, got {align!r}.")
+        if global_map.ndim != 2 or not torch.isfinite(global_map).all():
+            raise ValueError(f"global_map must be a finite (h, w) depth map, got shape {tuple(global_map.shape)}.")
+        self.grid, self.on_tile = grid, on_tile
+        self.device = torch.device(device) if device is not None else global_map.device
+        self.global_map = global_map.float().to(self.device)
+        self.fuse = _fusion(fusion, lowpass, scale_only=align == "scale")
+        # Tiles are compared with the global map on a grid as coarse as the global map itself.
+        scale = min(grid.height / global_map.shape[0], grid.width / global_map.shape[1])
+        self.pooled = (max(1, round(grid.tile_height / scale)), max(1, round(grid.tile_width / scale)))
+        self.weight_y, self.weight_x = (w.to(self.device) for w in grid.weights())
+        self.output = torch.zeros(grid.height, grid.width, dtype=torch.float32, device=self.device)
+        self.remaining = set(grid.boxes())
+
+    def add(self, boxes: Sequence[tuple[int, int]], depth: torch.Tensor) -> None:
+        """Tiles at `boxes` (their top-left corners, as `grid.boxes()` gives them) with depth (N, th, tw)."""
+        grid = self.grid
+        tile_size = (grid.tile_height, grid.tile_width)
+        boxes = [tuple(box) for box in boxes]
+        unknown = [box for box in boxes if box not in self.remaining]
+        if unknown:
+            raise ValueError(f"tiles {unknown} are not in the grid, or were added already.")
+        depth = _check_prediction(depth, len(boxes), tile_size).to(self.device)
+        target = _sample_global(self.global_map, boxes, tile_size, self.pooled, (grid.height, grid.width))
+        depth = self.fuse(depth, target)
+        for (y, x), tile_depth in zip(boxes, depth):
+            if self.on_tile is not None:
+                self.on_tile(y, x, tile_depth)
+            blend = self.weight_y[grid.ys.index(y)][:, None] * self.weight_x[grid.xs.index(x)][None, :]
+            self.output[y : y + tile_size[0], x : x + tile_size[1]] += blend * tile_depth
+            self.remaining.discard((y, x))
+
+    def result(self) -> torch.Tensor:
+        """The blended depth (H, W), float32; every tile must have been added."""
+        if self.remaining:
+            raise ValueError(f"{len(self.remaining)} tile(s) of the grid were never added, e.g. {min(self.remaining)}.")
+        return self.output

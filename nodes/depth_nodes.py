@@ -173,9 +173,10 @@ def estimate_depth(
         mm.throw_exception_if_processing_interrupted()  # raising here stops between chunks (or tiles)
 
     if net.family.temporal:  # a video model (Video Depth Anything) sees the batch as one clip, in its windows
-        if tiling_mode(tiling):
-            raise ValueError(f"Tiling works frame by frame; {net.family.description} sees whole clips: set tiling off.")
-        raw = net.infer_video(image, input_size=input_size, batch_size=batch_size, progress=progress)
+        raw = net.infer_video(
+            image, input_size=input_size, batch_size=batch_size, progress=progress, tiled=tiling_mode(tiling),
+            tile=tile, overlap=tile_overlap,
+        )
     else:
         raw = net.infer(
             image, input_size=input_size, batch_size=batch_size, progress=progress, tiled=tiling_mode(tiling),

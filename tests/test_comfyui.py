@@ -773,6 +773,14 @@ def test_video_depth_node_equals_library_infer_video_and_counts_frames(comfyui, 
     for path, want_raw in zip(comfyui.output_files(outputs, "5"), raw):
         np.testing.assert_allclose(np.load(path.with_suffix(".npy")), want_raw.numpy(), rtol=1e-4,
                                    atol=1e-4 * float(raw.abs().max()))
+    # and with tiling on, tiles in time too: each tile position a clip through the windows
+    outputs = comfyui.run(depth_prompt("frames.webp", "video_depth_anything_vits", normalization="batch",
+                                       batch_size=32, tiling="on", tile_size=28))
+    tiled = model.infer_video(batch, input_size=SIZE, batch_size=32, tiled=True, tile=28)
+    assert (tiled - raw).abs().max() > 1e-3 * raw.abs().max()
+    for path, want_raw in zip(comfyui.output_files(outputs, "5"), tiled):
+        np.testing.assert_allclose(np.load(path.with_suffix(".npy")), want_raw.numpy(), rtol=1e-4,
+                                   atol=1e-4 * float(tiled.abs().max()))
 
 
 def test_video_depth_node_stops_between_windows_and_refuses_an_empty_batch(comfyui, video_checkpoint, input_images,

@@ -297,11 +297,18 @@ def test_an_interrupted_video_depth_anything_clip_resumes_with_an_overlap(tmp_pa
     assert np.isfinite(resumed).all() and (resumed[16:] >= 0).all() and resumed[16:].std() > 0
 
 
-def test_tiling_is_refused_for_a_temporal_model(tmp_path, vda_path, capsys):
-    make_video(tmp_path / "clip.mp4", clip_frames(2), Fraction(25))
-    assert cli.main(["--checkpoint", str(vda_path), "--video-path", str(tmp_path / "clip.mp4"), "--outdir",
-                     str(tmp_path / "out"), "--tiled", "on"]) == 2
-    assert "--tiled works frame by frame" in capsys.readouterr().err
+def test_tiling_a_temporal_model_tiles_in_time_too(tmp_path, vda_path, vda, monkeypatch, capsys):
+    """--tiled on with Video Depth Anything: each tile position a clip through the windows, as the library does."""
+    make_video(tmp_path / "clip.mp4", clip_frames(5), Fraction(25))
+    run_main("--checkpoint", vda_path, "--video-path", "clip.mp4", "--outdir", "out", "--input-size", SIZE,
+             "--format", "npy", "--batch-size", VDA_BATCH, "--tiled", "on", "--tile", "28", cwd=tmp_path,
+             monkeypatch=monkeypatch, capsys=capsys, check_rc=0)
+    frames = decoded_upright(tmp_path / "clip.mp4")
+    raw = vda.infer_video(frames, input_size=SIZE, batch_size=VDA_BATCH, tiled=True, tile=28)
+    untiled = vda.infer_video(frames, input_size=SIZE, batch_size=VDA_BATCH)
+    written = np.load(tmp_path / "out" / "clip.npy")
+    np.testing.assert_allclose(written, raw.numpy(), rtol=1e-5, atol=1e-5 * float(raw.abs().max()))
+    assert np.abs(written - untiled.numpy()).max() > 1e-3 * float(untiled.abs().max())
 
 
 @pytest.mark.parametrize("option, message", [

@@ -39,6 +39,7 @@ from depth_anything.families.video_depth_anything import (
     VideoDepthAnything,
     video_input_size,
 )
+from depth_anything.tiling import TileAssembler, tile_grid
 
 FIXTURES = Path(__file__).parent / "fixtures" / "video_depth_anything_official.npz"
 CONFIGS = {"a": 42, "b": 56}  # clip -> input_size given
@@ -238,6 +239,62 @@ def test_progress_counts_frames_per_window_and_can_stop(vda):
     assert len(read) == WINDOW  # stopped after the first window, the rest of the clip never read
 
 
+# ------------------------------------------------------------------------------------------------- tiled
+
+
+def test_tiled_video_fits_every_tile_clip_to_the_whole_frame_clip(vda):
+    """tiled=True: the whole frames are one clip, every tile position a clip of its own through the same windows
+    (two windows here, so that both are stitched), and each frame's tiles are fitted to that frame of the
+    whole-frame clip. Rebuilt here from public pieces; the frames are at the size the network sees them, so the
+    whole-frame clip's depth is at the network's size as the engine uses it."""
+    frames = clip(40, height=SMALL, width=42, seed=6)
+    tiled = vda.infer_video(frames, input_size=SMALL, tiled=True, tile=14, overlap=7)
+    assert tiled.shape == (40, SMALL, 42) and torch.isfinite(tiled).all()
+
+    grid = tile_grid(SMALL, 42, tile=14, overlap=7, model_size=SMALL)
+    whole = vda.infer_video(frames, input_size=SMALL)
+    crops = {box: vda.infer_video([f[box[0] : box[0] + 14, box[1] : box[1] + 14] for f in frames], input_size=SMALL)
+             for box in grid.boxes()}
+    for index in range(40):
+        assembler = TileAssembler(grid, whole[index])
+        for box, depth in crops.items():
+            assembler.add([box], depth[index][None])
+        torch.testing.assert_close(tiled[index], assembler.result(), rtol=1e-5, atol=1e-5 * float(whole.abs().max()))
+    assert (tiled - whole).abs().mean() > 1e-3 * whole.abs().mean()  # the tiles changed it
+
+    streamed = list(vda.infer_video(iter(frames), input_size=SMALL, tiled=True, tile=14, overlap=7))
+    assert torch.equal(torch.stack(streamed), tiled)  # a decoder, read once for all the clips
+    calls = []
+    vda.infer_video(frames, input_size=SMALL, tiled=True, tile=14, overlap=7,
+                    progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (40, 40) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert torch.equal(vda.infer_video(frames, input_size=SMALL, tiled="auto"), whole)  # too small to gain
+
+
+def test_an_image_tiled_through_a_video_model_keeps_its_tiles_apart(vda):
+    """infer(tiled=True) on Video Depth Anything: every tile (and the whole image) is a clip of its own, so the
+    tiles of one image do not attend to each other as frames would."""
+    image = clip(1, height=42, width=56, seed=7)[0]
+    predict = vda.tile_predictor(SMALL)
+    views = torch.rand(3, 3, SMALL, SMALL, generator=torch.Generator().manual_seed(8))
+    together = predict(views)
+    for index in range(3):
+        torch.testing.assert_close(together[index], predict(views[index : index + 1])[0], rtol=1e-5, atol=1e-6)
+    as_clip = vda.infer(list(views.permute(0, 2, 3, 1)), input_size=SMALL, batch_size=3)  # frames of one clip
+    assert (as_clip - together).abs().max() > 1e-4 * together.abs().max()  # which is what tiles must not be
+    depth = vda.infer(image, input_size=SMALL, tiled=True, tile=SMALL)
+    assert depth.shape == (1, 42, 56) and torch.isfinite(depth).all()
+
+
+def test_tiled_video_refuses_streaming_and_bad_tiles(vda):
+    with pytest.raises(ValueError, match="not streamed"):
+        vda.infer_video(clip(3), input_size=SMALL, tiled=True, streaming=True)
+    with pytest.raises(ValueError, match="multiple of 14"):
+        vda.infer_video(clip(3), input_size=SMALL, tiled=True, tile=20)
+    with pytest.raises(ValueError, match="tiled must be"):
+        vda.infer_video(clip(3), input_size=SMALL, tiled="yes")
+
+
 def test_window_arithmetic_matches_the_release():
     assert (WINDOW, STEP, KEYFRAMES[:2]) == (32, 22, (0, 12))
     assert [video_input_size(h, w, 518) for h, w in ((1080, 1920), (100, 300), (300, 100), (10, 1000))] == [518, 308, 308, 14]
@@ -341,5 +398,6 @@ def test_detector_gives_a_clip_temporally_consistent_control_images(vda):
     small = torch.stack(detector(frames, detect_resolution=SMALL, image_resolution=16, output_type="pt"))  # a list
     assert small.shape == (6, 3, 16, 24)
     assert torch.allclose(small[:, 0], torch.stack(condition(list(depth), normalize="batch", size=16)), atol=1e-6)
-    with pytest.raises(ValueError, match="tiled depth works image by image"):
-        detector(frames, detect_resolution=SMALL, tiled=True)
+    tiled = detector(np.stack(frames), detect_resolution=SMALL, tiled=True, tile=14, output_type="pt")  # in time too
+    tiled_depth = vda.infer_video(frames, input_size=SMALL, tiled=True, tile=14)
+    assert torch.allclose(tiled[:, 0], torch.stack(condition(list(tiled_depth), normalize="batch")), atol=1e-6)

@@ -1,7 +1,8 @@
 """Video -> depth: a depth video, 16-bit depth frames or raw depth, in bounded memory, resumable.
 
 Every family goes through `DepthModel.infer_video`: Video Depth Anything runs its own temporal windows, per-frame
-families (v1, v2, metric) run frame by frame as before (`--tiled` keeps their tiled per-frame path).
+families (v1, v2, metric) run frame by frame as before (`--tiled` keeps their tiled per-frame path; Video Depth
+Anything tiles in time as well, each tile position a clip through its windows).
 
 Each video is done in two passes over a store folder of its own (`<outdir>/.depth-anything-video-store/`):
 
@@ -291,12 +292,12 @@ def _depths(model, frames: Iterator[Frame], settings: InferenceSettings) -> Iter
             kept.put(frame)
             yield frame.array
 
-    if settings.tiled != "off" or model.has_sky:
+    temporal = model.family.temporal
+    if (settings.tiled != "off" and not temporal) or model.has_sky:
         maps = _frame_by_frame(model, arrays(), settings)
     else:
-        depths = model.infer_video(
-            arrays(), input_size=settings.input_size, max_size=settings.max_size, batch_size=settings.batch_size
-        )
+        # (a temporal model tiles in time too, with --tiled: each tile position is a clip of its own)
+        depths = model.infer_video(arrays(), batch_size=settings.batch_size, **settings.infer_kwargs())
         maps = ((depth, None) for depth in depths)
     for depth, sky in maps:
         frame = kept.get_nowait()

@@ -9,7 +9,10 @@ Videos run in the official windows (`VideoDepthAnything.infer_video`): 32 frames
 the first re-using 10 key frames of the one before, its depth aligned to the previous one by a least-squares
 scale and shift on the two shared key frames (metric models are not re-scaled) and cross-faded over 8 frames.
 The released streaming mode (frame by frame, attending to cached features of earlier frames) is
-`infer_video(..., streaming=True)`.
+`infer_video(..., streaming=True)`. High-resolution video is tiled in time as well as space
+(`infer_video(..., tiled=True)`): every tile position is a clip of its own through the same windows, and each
+frame's tiles are fitted to that frame of the whole-frame clip, so detail comes from the tiles and both the
+layout and its stability over time from the whole frames.
 
 Two families: `video` (relative: affine-invariant disparity, near = large) and `video_metric` (metres).
 """
@@ -30,7 +33,7 @@ from ..backends import EagerBackend
 from ..configs import ENCODERS, KnownModel
 from ..dinov2 import DinoV2Encoder
 from ..dpt import DPTHead
-from ..images import ImageInput, image_size, split_images
+from ..images import ImageInput, crop_image, image_size, split_images
 from ..model import DepthModel, Progress
 from ..options import (
     MAX_SIZE_FACTOR,
@@ -39,9 +42,11 @@ from ..options import (
     check,
     input_size_problem,
     max_size_problem,
+    tile_problem,
 )
 from ..pipeline import prepare_image, stack_if_same_size
 from ..temporal import MAX_FRAMES, TemporalModule
+from ..tiling import TileAssembler, TileGrid, tile_grid
 from ..transforms import Preprocessing, processing_size
 from . import ModelFamily, get_family, register_family
 from .depth_anything import encoder_from_state
@@ -286,6 +291,9 @@ class VideoDepthAnything(DepthModel):
         batch_size: int = 8,
         progress: Progress | None = None,
         streaming: bool = False,
+        tiled: bool | str = False,
+        tile: int | None = None,
+        overlap: int | None = None,
     ) -> torch.Tensor | Iterator[torch.Tensor]:
         """Temporally consistent depth for the frames of a clip, in the official windows (or streamed).
 
@@ -309,6 +317,14 @@ class VideoDepthAnything(DepthModel):
             streaming: the release's streaming mode (`video_depth_stream.py`): each frame is predicted once, as
                 it arrives, attending to cached features of earlier frames; no windows, no alignment. Less
                 accurate than windows (published ScanNet delta1 0.926 -> 0.836), for live input.
+            tiled: False for whole frames; True for high-resolution depth: the whole frames as one clip (the
+                layout), and every tile position of `depth_anything.tiling.tile_grid` as a clip of its own
+                through the same windows (the detail), each frame's tiles fitted to that frame's whole-frame
+                depth (`TileAssembler`); "auto" tiles only frames large enough to gain from it. Not with
+                `streaming`. Memory: every tile position holds its windows' state (measured: about 25 maps
+                of the tile's size each; BENCHMARKS.md, "tiled in time").
+            tile, overlap: with `tiled`, the tile side (a multiple of 14) and the pixels neighbouring tiles
+                share (defaults: as for images).
 
         Returns:
             float32 (T, H, W) on the CPU for a list, tensor or array; for any other iterable, a generator that
@@ -320,10 +336,15 @@ class VideoDepthAnything(DepthModel):
             >>> for frame_depth in model.infer_video(decoder):  # doctest: +SKIP
             ...     write(frame_depth)
         """
+        if tiled not in (False, True, "auto"):
+            raise ValueError(f"tiled must be False, True or 'auto', got {tiled!r}.")
+        if tiled and streaming:
+            raise ValueError("Tiled video runs in windows, not streamed: use streaming=False, or tiled=False.")
         check(
             None if input_size is None else input_size_problem(input_size, maximum=None),
             max_size_problem(max_size),
             batch_size_problem(batch_size),
+            tile_problem(tile, overlap) if tiled else None,
         )
         whole = isinstance(frames, (list, tuple, torch.Tensor, np.ndarray))
         if whole:
@@ -333,11 +354,67 @@ class VideoDepthAnything(DepthModel):
             source, total = iter(items), len(items)
         else:
             source, total = (single for item in frames for single in split_images(item)), None
-        run = self._streamed if streaming else self._windowed
-        depths = run(_ClipReader(source, self, input_size, max_size), total, batch_size, progress)
+        if tiled:
+            depths = self._tiled(source, total, batch_size, progress, input_size, max_size, tiled == "auto", tile, overlap)
+        else:
+            run = self._streamed if streaming else self._windowed
+            depths = run(_ClipReader(source, self, input_size, max_size), total, batch_size, progress)
         return stack_if_same_size(list(depths)) if whole else depths
 
-    def _windowed(self, reader: _ClipReader, total: int | None, batch_size: int, progress) -> Iterator[torch.Tensor]:
+    def tile_predictor(self, *args, **kwargs):
+        """As `DepthModel.tile_predictor`, each view a clip of its own: the tiles of one image (and the whole
+        image) are not frames of a video, so they must not attend to each other. `infer_video(tiled=True)` is
+        what keeps tiles stable over time."""
+        predict = super().tile_predictor(*args, **kwargs)
+        return lambda images: torch.cat([predict(view[None]) for view in images])
+
+    def _tiled(
+        self, source: Iterator[ImageInput], total, batch_size: int, progress, input_size, max_size, auto: bool,
+        tile: int | None, overlap: int | None,
+    ) -> Iterator[torch.Tensor]:
+        first = next(source, None)
+        if first is None:
+            raise ValueError("No frames given: pass at least one frame.")
+        source = itertools.chain([first], source)
+        rule = self.family.preprocessing
+        grid = tile_grid(
+            *image_size(first), tile=tile, overlap=overlap, max_size=max_size, auto=auto,
+            model_size=rule.input_size if input_size is None else input_size,
+            net_size=lambda height, width: rule.net_size(height, width, input_size, max_size),
+        )
+        if grid is None:  # "auto" and frames too small to gain from tiles
+            yield from self._windowed(_ClipReader(source, self, input_size, max_size), total, batch_size, progress)
+            return
+        # The clips are read in step, window by window, from one pass over the frames: a decoder is read once
+        # and holds at most about two windows of frames.
+        streams = itertools.tee(source, 1 + len(grid))
+        done = 0
+        # after every window of every clip: progress stays where it is, but raising from it stops the run there
+        between = None if progress is None else (lambda _frames, _total: progress(done, total))
+        whole = _ClipReader(streams[0], self, input_size, max_size, restore=False)
+        clips = [self._windowed(whole, total, batch_size, between)]
+        for stream, box in zip(streams[1:], grid.boxes()):
+            reader = _ClipReader(_crops(stream, box, grid), self, input_size, max_size)
+            clips.append(self._windowed(reader, total, batch_size, between, reuse_keys=False))
+        for global_map, *tiles in zip(*clips):
+            yield self._assemble(grid, global_map, tiles)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+    def _assemble(self, grid: TileGrid, global_map: torch.Tensor, tiles: list[torch.Tensor]) -> torch.Tensor:
+        """One frame's depth from its whole-frame depth (at the network's size) and its tiles' depth."""
+        assembler = TileAssembler(grid, global_map, align="scale" if self.is_metric else "affine")
+        boxes = grid.boxes()
+        for start in range(0, len(boxes), 8):  # fitted a few at a time: the fits' memory stays small
+            assembler.add(boxes[start : start + 8], torch.stack(tiles[start : start + 8]))
+        return assembler.result()
+
+    def _windowed(
+        self, reader: _ClipReader, total: int | None, batch_size: int, progress, reuse_keys: bool = True
+    ) -> Iterator[torch.Tensor]:
+        """The official windows over one clip; `reuse_keys` keeps the key frames' features for the next window
+        (less encoding, more memory: tiled video runs many clips at once and encodes them again instead)."""
         stitch = _Stitcher(metric=self.is_metric)
         keys: list[torch.Tensor] = []  # the previous window's inputs at KEYFRAMES
         key_features: ClipFeatures | None = None  # and their features, when the backend lets us keep them
@@ -351,12 +428,16 @@ class VideoDepthAnything(DepthModel):
             slots = keys + new
             with self.micro_batches(batch_size):
                 prediction, key_features = self._window_prediction(slots, key_features)
+            if not reuse_keys:
+                key_features = None
             keys = [slots[i] for i in KEYFRAMES]
             finished = stitch.add(lambda i, window=prediction: reader.restore(window[i]))
+            del slots, new, prediction  # not held while suspended: tiled video keeps many of these generators
             if reader.count <= start + STEP:  # no window follows: the held frames are final too
                 finished += stitch.flush()
-            for depth in finished[: max(0, reader.count - emitted)]:
-                yield depth
+            finished = finished[: max(0, reader.count - emitted)][::-1]
+            while finished:  # each map let go as it is given: a suspended window holds only what is still to come
+                yield finished.pop()
                 emitted += 1
             if progress is not None:
                 progress(emitted, total)
@@ -414,12 +495,19 @@ class VideoDepthAnything(DepthModel):
             raise ValueError("No frames given: pass at least one frame.")
 
 
+def _crops(frames: Iterator[ImageInput], box: tuple[int, int], grid: TileGrid) -> Iterator[ImageInput]:
+    """The tile at `box` of every frame, as the frames come."""
+    for frame in frames:
+        yield crop_image(frame, *box, grid.tile_height, grid.tile_width)
+
+
 class _ClipReader:
     """Reads a clip's frames as the windows need them: network inputs of one size, counted, padded at the end."""
 
-    def __init__(self, frames: Iterator[ImageInput], model: VideoDepthAnything, input_size, max_size):
+    def __init__(self, frames: Iterator[ImageInput], model: VideoDepthAnything, input_size, max_size, restore=True):
         self.frames = frames
         self.model = model
+        self.restores = restore  # False: depth stays at the network's size (the whole frames of a tiled clip)
         self.input_size, self.max_size = input_size, max_size
         self.count = 0  # frames read so far (not counting padding)
         self.size: tuple[int, int] | None = None
@@ -458,6 +546,8 @@ class _ClipReader:
 
     def restore(self, prediction: torch.Tensor) -> torch.Tensor:
         """One (h, w) prediction -> float32 (H, W) depth at the frames' size, on the CPU."""
+        if not self.restores:
+            return prediction.to("cpu", torch.float32, copy=True)  # not a view: the window is not kept alive
         return self.model.restore(prediction[None], [self.size])[0]
 
 

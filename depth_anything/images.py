@@ -228,7 +228,8 @@ def crop_image(image: ImageInput, top: int, left: int, height: int, width: int) 
         return image[:, top : top + height, left : left + width]
     if isinstance(image, (np.ndarray, torch.Tensor)) and image.ndim in (2, 3):
         return image[top : top + height, left : left + width]
-    raise ValueError(f"Expected one image (H, W), (H, W, C) or (C, H, W), got shape {tuple(image.shape)}.")
+    shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
+    raise ValueError(f"Expected one image (H, W), (H, W, C) or (C, H, W), got {shape}.")
 
 
 def integer_pixels(image: ImageInput) -> np.ndarray | None:

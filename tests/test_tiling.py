@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from depth_anything import DepthAnything
-from depth_anything.tiling import Fusion, default_tile, fit_scale_shift, tile_grid, tiled_predict
+from depth_anything.tiling import Fusion, TileAssembler, default_tile, fit_scale_shift, tile_grid, tiled_predict
 from depth_anything.transforms import processing_size
 
 from checkpoints import write_checkpoint
@@ -409,6 +409,32 @@ def test_scale_only_alignment_keeps_metric_depth_positive_and_in_the_global_unit
 def test_bad_arguments_give_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiled_predict(coordinate_image(200, 300), LowResStandIn((200, 300)), **kwargs)
+
+
+def test_tile_assembler_fits_tiles_given_in_any_order_and_wants_each_once():
+    """The fit and blend of `tiled_predict`, fed with the same predictions by a caller, in other batches and
+    another order, gives the same depth."""
+    image = coordinate_image(200, 300)
+    model, answers = LowResStandIn((200, 300), seed=12), []
+
+    def recording(batch):
+        answers.extend(model(batch))
+        return torch.stack(answers[-len(batch):])
+
+    options = dict(tile=56, overlap=14, model_size=56)
+    depth = tiled_predict(image, recording, **options)
+    grid = tile_grid(200, 300, **options)
+    global_map, tiles = answers[0], dict(zip(grid.boxes(), answers[1:]))
+    assembler = TileAssembler(grid, global_map)
+    boxes = list(reversed(grid.boxes()))
+    assembler.add(boxes[:3], torch.stack([tiles[b] for b in boxes[:3]]))
+    with pytest.raises(ValueError, match="never added"):
+        assembler.result()
+    with pytest.raises(ValueError, match="added already"):
+        assembler.add(boxes[:1], tiles[boxes[0]][None])
+    for box in boxes[3:]:
+        assembler.add([box], tiles[box][None])
+    torch.testing.assert_close(assembler.result(), depth, rtol=1e-5, atol=1e-6 * float(depth.abs().max()))
 
 
 def test_bad_images_and_bad_predictions_give_clear_errors():

@@ -33,7 +33,7 @@ from ..backends import EagerBackend
 from ..configs import ENCODERS, KnownModel
 from ..dinov2 import DinoV2Encoder
 from ..dpt import DPTHead
-from ..images import ImageInput, crop_image, image_size, split_images
+from ..images import ImageInput, crop_image, decoded, image_size, split_images
 from ..model import DepthModel, Progress
 from ..options import (
     MAX_SIZE_FACTOR,
@@ -355,7 +355,8 @@ class VideoDepthAnything(DepthModel):
         else:
             source, total = (single for item in frames for single in split_images(item)), None
         if tiled:
-            depths = self._tiled(source, total, batch_size, progress, input_size, max_size, tiled == "auto", tile, overlap)
+            tiling = dict(auto=tiled == "auto", tile=tile, overlap=overlap)
+            depths = self._tiled(source, total, batch_size, progress, input_size, max_size, **tiling)
         else:
             run = self._streamed if streaming else self._windowed
             depths = run(_ClipReader(source, self, input_size, max_size), total, batch_size, progress)
@@ -369,9 +370,10 @@ class VideoDepthAnything(DepthModel):
         return lambda images: torch.cat([predict(view[None]) for view in images])
 
     def _tiled(
-        self, source: Iterator[ImageInput], total, batch_size: int, progress, input_size, max_size, auto: bool,
+        self, source: Iterator[ImageInput], total, batch_size: int, progress, input_size, max_size, *, auto: bool,
         tile: int | None, overlap: int | None,
     ) -> Iterator[torch.Tensor]:
+        source = (decoded(frame) for frame in source)  # a file or PIL frame decoded once, not once per tile
         first = next(source, None)
         if first is None:
             raise ValueError("No frames given: pass at least one frame.")

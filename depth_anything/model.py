@@ -337,6 +337,9 @@ class DepthModel(nn.Module):
         max_size: int | None = None,
         batch_size: int = 8,
         progress: Progress | None = None,
+        tiled: bool | str = False,
+        tile: int | None = None,
+        overlap: int | None = None,
     ) -> torch.Tensor | Iterator[torch.Tensor]:
         """Depth for the frames of a clip, in order.
 
@@ -348,6 +351,7 @@ class DepthModel(nn.Module):
                 (a decoder): a long clip is then never held whole.
             input_size, max_size, batch_size: as for `infer`.
             progress: called as progress(frames done, total frames or None) after each batch; raise to stop.
+            tiled, tile, overlap: as for `infer`, frame by frame (a temporal family tiles in time instead).
 
         Returns:
             float32 (T, H, W) on the CPU for a list, tensor or array; for any other iterable, a generator that
@@ -361,6 +365,8 @@ class DepthModel(nn.Module):
         whole = isinstance(frames, (list, tuple, torch.Tensor, np.ndarray))
         total = len(frames) if whole else None
         options = dict(input_size=input_size, max_size=max_size, batch_size=batch_size)
+        if tiled:
+            options.update(tiled=tiled, tile=tile, overlap=overlap)
 
         def stream() -> Iterator[torch.Tensor]:
             done = 0

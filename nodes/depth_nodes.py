@@ -96,13 +96,37 @@ def _tiling_input() -> tuple:
     return (list(TILING_MODES), {"default": "off", "tooltip": HELP["tiling"]})
 
 
+def tiling_inputs() -> dict[str, tuple]:
+    """The tiling widgets (tiling, tile_size, overlap) of the nodes that can tile."""
+    return {
+        "tiling": _tiling_input(),
+        "tile_size": (
+            "INT",
+            {"default": 0, "min": 0, "max": MAX_TILE, "step": PATCH, "tooltip": f"{HELP['tile']} 0: the default."},
+        ),
+        "overlap": (
+            "INT",
+            {"default": 0, "min": 0, "max": 8192, "step": PATCH, "tooltip": f"{HELP['overlap']} 0: the default."},
+        ),
+    }
+
+
 def _problem_or_true(*problems: str | None) -> bool | str:
     """What VALIDATE_INPUTS returns: the library's first message, or True. A linked input (None) passes here;
     the library checks it when the node runs."""
     return next((p for p in problems if p is not None), True)
 
 
-def _tile_options(tile_size: int | None, overlap: int | None) -> tuple[int | None, int | None]:
+def validate_size_and_tiles(input_size: int | None, tile_size: int | None, overlap: int | None) -> bool | str:
+    """VALIDATE_INPUTS of a node with input_size and the tiling widgets."""
+    return _problem_or_true(
+        None if input_size is None else input_size_problem(input_size),
+        None if tile_size is None or overlap is None else tile_problem(*tile_options(tile_size, overlap),
+                                                                       tile_name="tile_size"),
+    )
+
+
+def tile_options(tile_size: int | None, overlap: int | None) -> tuple[int | None, int | None]:
     """The widgets' 0 means the library's default."""
     return tile_size or None, overlap or None
 
@@ -153,7 +177,7 @@ def estimate_depth(
             f"Depth Anything got an empty image batch (shape {tuple(image.shape)}). Check the node that feeds "
             "'image', e.g. a folder or video loader that found no frames."
         )
-    tile, tile_overlap = _tile_options(tile_size, overlap)
+    tile, tile_overlap = tile_options(tile_size, overlap)
     mm.throw_exception_if_processing_interrupted()
 
     count, height, width = image.shape[:3]
@@ -305,15 +329,7 @@ class DepthAnythingEstimate:
                         "tooltip": f"{HELP['batch_size']} The run can be cancelled between chunks.",
                     },
                 ),
-                "tiling": _tiling_input(),
-                "tile_size": (
-                    "INT",
-                    {"default": 0, "min": 0, "max": MAX_TILE, "step": PATCH, "tooltip": f"{HELP['tile']} 0: the default."},
-                ),
-                "overlap": (
-                    "INT",
-                    {"default": 0, "min": 0, "max": 8192, "step": PATCH, "tooltip": f"{HELP['overlap']} 0: the default."},
-                ),
+                **tiling_inputs(),
             },
             "optional": {
                 "focal_px": (
@@ -326,10 +342,7 @@ class DepthAnythingEstimate:
 
     @classmethod
     def VALIDATE_INPUTS(cls, input_size, tile_size, overlap):
-        return _problem_or_true(
-            None if input_size is None else input_size_problem(input_size),
-            None if tile_size is None or overlap is None else tile_problem(*_tile_options(tile_size, overlap), tile_name="tile_size"),
-        )
+        return validate_size_and_tiles(input_size, tile_size, overlap)
 
     def estimate(
         self, model, image, input_size, normalization, invert, gamma, batch_size, tiling, tile_size, overlap,

@@ -14,9 +14,17 @@ import comfy.utils
 from depth_anything import NORMALIZE_MODES, condition
 from depth_anything.conditioning import DepthRange, value_ranges
 from depth_anything.depth_files import depth_metadata
-from depth_anything.options import DEFAULT_INPUT_SIZE, HELP, MAX_INPUT_SIZE, PATCH, input_size_problem
+from depth_anything.options import DEFAULT_INPUT_SIZE, HELP, MAX_INPUT_SIZE, PATCH, tiling_mode
 
-from .depth_nodes import CATEGORY, MODEL_TYPE, RAW_DEPTH_TYPE, RawDepth
+from .depth_nodes import (
+    CATEGORY,
+    MODEL_TYPE,
+    RAW_DEPTH_TYPE,
+    RawDepth,
+    tile_options,
+    tiling_inputs,
+    validate_size_and_tiles,
+)
 from .managed import DepthAnythingModel
 
 VIDEO_BATCH_SIZE = 8  # frames the encoder and the full-resolution head see at once; memory, not results
@@ -31,12 +39,17 @@ def estimate_video_depth(
     invert: bool = False,
     gamma: float = 1.0,
     batch_size: int = VIDEO_BATCH_SIZE,
+    tiling: str = "off",
+    tile_size: int = 0,
+    overlap: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, RawDepth]:
     """IMAGE frames (T, H, W, 3) -> (depth IMAGE (T, H, W, 3) near = white, MASK (T, H, W), RawDepth).
 
     Progress counts frames; an interrupt stops the run between windows. Nothing larger than the outputs is
-    built: the raw depth, the mask and the image are filled frame by frame.
+    built: the raw depth, the mask and the image are filled frame by frame. With `tiling`, Video Depth Anything
+    tiles in time (each tile position a clip through its windows); other models tile each frame.
     """
+    tile, tile_overlap = tile_options(tile_size, overlap)
     if images.ndim != 4:
         raise ValueError(f"'images' must be an IMAGE batch of frames (T, H, W, C), got shape {tuple(images.shape)}.")
     count, height, width = images.shape[:3]
@@ -58,7 +71,11 @@ def estimate_video_depth(
     raw = torch.empty(count, height, width, dtype=torch.float32)
     frames = (images[index] for index in range(count))  # one at a time: the model keeps only its window
     done = 0
-    for depth in net.infer_video(frames, input_size=input_size, batch_size=batch_size, progress=between_windows):
+    depths = net.infer_video(
+        frames, input_size=input_size, batch_size=batch_size, progress=between_windows, tiled=tiling_mode(tiling),
+        tile=tile, overlap=tile_overlap,
+    )
+    for depth in depths:
         raw[done] = depth
         done += 1
         bar.update_absolute(done, count)
@@ -78,7 +95,10 @@ def estimate_video_depth(
         mask[index] = condition(depth, kind=net.output_kind, invert=invert, gamma=gamma, value_range=depth_range)
     image = torch.empty(count, height, width, 3, dtype=torch.float32)
     image.copy_(mask[..., None].expand(-1, -1, -1, 3))
-    about = depth_metadata(net, normalize=normalization, invert=invert, gamma=gamma, input_size=input_size)
+    about = depth_metadata(
+        net, normalize=normalization, invert=invert, gamma=gamma, input_size=input_size, tiling=tiling, tile=tile,
+        overlap=tile_overlap,
+    )
     return image, mask, RawDepth(raw, net.output_kind, model.name, about, ranges)
 
 
@@ -131,19 +151,20 @@ class VideoDepthAnythingEstimate:
                         "(the depth is the same).",
                     },
                 ),
-            }
+            },
+            # tiles in time: every tile position a clip through the windows, fitted to the whole-frame clip
+            "optional": tiling_inputs(),
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, input_size):
-        if input_size is None:
-            return True
-        return input_size_problem(input_size) or True
+    def VALIDATE_INPUTS(cls, input_size, tile_size=0, overlap=0):
+        return validate_size_and_tiles(input_size, tile_size, overlap)
 
-    def estimate(self, model, images, input_size, normalization, invert, gamma, batch_size):
+    def estimate(self, model, images, input_size, normalization, invert, gamma, batch_size, tiling="off",
+                 tile_size=0, overlap=0):
         return estimate_video_depth(
             model, images, input_size=input_size, normalization=normalization, invert=invert, gamma=gamma,
-            batch_size=batch_size,
+            batch_size=batch_size, tiling=tiling, tile_size=tile_size, overlap=overlap,
         )
 
 

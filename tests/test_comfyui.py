@@ -37,7 +37,8 @@ OUR_NODES = {
     "DepthAnythingAllInOne": ["image", "model_name", "input_size", "normalization", "tiling"],
     "DepthAnythingColorize": ["depth", "colormap"],
     "DepthAnythingSaveDepth16": ["depth", "filename_prefix", "save_npy", "raw_depth"],
-    "VideoDepthAnythingEstimate": ["model", "images", "input_size", "normalization", "invert", "gamma", "batch_size"],
+    "VideoDepthAnythingEstimate": ["model", "images", "input_size", "normalization", "invert", "gamma", "batch_size",
+                                   "tiling", "tile_size", "overlap"],  # the last three optional: older graphs load
     "DepthAnythingSaveDepthEXR": ["raw_depth", "filename_prefix", "channel"],
     "DepthAnythingLoadDepth": ["depth_file"],
 }  # fmt: skip
@@ -781,6 +782,12 @@ def test_video_depth_node_equals_library_infer_video_and_counts_frames(comfyui, 
     for path, want_raw in zip(comfyui.output_files(outputs, "5"), tiled):
         np.testing.assert_allclose(np.load(path.with_suffix(".npy")), want_raw.numpy(), rtol=1e-4,
                                    atol=1e-4 * float(tiled.abs().max()))
+    outputs = comfyui.run(video_prompt(tiling="on", tile_size=28))  # the video node's optional tiling inputs
+    for path, want_raw in zip(comfyui.output_files(outputs, "5"), tiled):
+        np.testing.assert_allclose(np.load(path.with_suffix(".npy")), want_raw.numpy(), rtol=1e-4,
+                                   atol=1e-4 * float(tiled.abs().max()))
+        about = load_depth(path).metadata
+        assert (about.tiling, about.tile, about.overlap) == ("on", 28, None)
 
 
 def test_video_depth_node_stops_between_windows_and_refuses_an_empty_batch(comfyui, video_checkpoint, input_images,

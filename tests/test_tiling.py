@@ -467,6 +467,9 @@ def test_infer_tiled_returns_finite_depth_of_the_right_shape(v2_vits):
     assert seen[-1] == (passes, passes)
     plain = v2_vits.infer(images, input_size=56)
     assert not torch.allclose(depth, plain)  # tiles really ran
+    # a clip through an image model tiles frame by frame, as infer does
+    frames = v2_vits.infer_video(list(images), input_size=56, tiled=True, batch_size=1)
+    torch.testing.assert_close(frames, depth, rtol=1e-5, atol=1e-5 * float(depth.abs().max()))
 
 
 def test_infer_auto_leaves_small_images_alone_and_mixed_sizes_work(v2_vits):

@@ -283,7 +283,7 @@ class StandInModel:
         whole = (h, w) == tuple(self.scene.image.shape[-2:])
         if self.deviate_whole or not whole:
             disparity = self._deviate(disparity, rng)
-        disparity = disparity + self.faults.noise * self.range * _smooth_noise(rng, seen)
+        disparity = disparity + self.faults.noise * self.range * smooth_noise(rng, seen)
         scale = math.exp(rng.uniform(math.log(0.2), math.log(5.0)))
         shift = rng.uniform(-1.0, 1.0) * self.range
         if not self.known_units:
@@ -336,11 +336,11 @@ def _flatness(disparity: torch.Tensor, view_range: float, sigma: float = 2.0) ->
     return torch.from_numpy(gaussian_filter(mask, sigma, mode="nearest"))[None, None].to(disparity.dtype)
 
 
-def _smooth_noise(rng: np.random.Generator, size: tuple[int, int], sigma: float = 1.5) -> torch.Tensor:
+def smooth_noise(rng: np.random.Generator, size: tuple[int, int], sigma: float = 1.5) -> torch.Tensor:
     """Unit-variance noise correlated over a few pixels: a network's errors are smooth, not white."""
     from scipy.ndimage import gaussian_filter
 
-    noise = gaussian_filter(rng.standard_normal(size), sigma, mode="reflect")
+    noise = gaussian_filter(rng.standard_normal(tuple(size)), sigma, mode="reflect")
     return torch.from_numpy((noise / noise.std()).astype(np.float32))
 
 
@@ -437,6 +437,11 @@ def run_naive(scene: Scene, model: StandInModel, shift=(0, 0), **_) -> dict:
     return blend_tiles(scene, model, grid, lambda depth: (depth - depth.min()) / (depth.max() - depth.min()))
 
 
+def overlap_pixels(scene: Scene, overlap: int | str | None) -> int | None:
+    """A method's overlap option in pixels: "half" is half the default tile; None is the engine's default."""
+    return tile_grid(*scene.image.shape[-2:]).tile_height // 2 if overlap == "half" else overlap
+
+
 def run_floor(scene: Scene, model: StandInModel, shift=(0, 0), overlap=None, **_) -> dict:
     """The noise floor of a grid: its tiles as a fusion that knew every call's faults, scale and shift would
     have them (the truth the tile resolves plus the stand-in's noise), blended with the engine's weights.
@@ -445,17 +450,15 @@ def run_floor(scene: Scene, model: StandInModel, shift=(0, 0), overlap=None, **_
     resolution. The global pass is not needed for it (it is counted in the passes all the same).
     """
     size = scene.image.shape[-2:]
-    if overlap == "half":
-        overlap = tile_grid(*size).tile_height // 2
-    result = blend_tiles(scene, model.in_known_units(), tile_grid(*size, overlap=overlap, shift=shift))
+    grid = tile_grid(*size, overlap=overlap_pixels(scene, overlap), shift=shift)
+    result = blend_tiles(scene, model.in_known_units(), grid)
     return {**result, "passes": result["passes"] + 1}
 
 
 def run_tiled(scene: Scene, model: StandInModel, shift=(0, 0), **options) -> dict:
     """`tiled_predict` with these options; keeps every fitted tile (for the overlap disagreement)."""
     tiles = {}
-    if options.get("overlap") == "half":
-        options["overlap"] = tile_grid(*scene.image.shape[-2:]).tile_height // 2
+    options["overlap"] = overlap_pixels(scene, options.get("overlap"))
     depth = tiled_predict(
         scene.image, model, shift=shift, on_tile=lambda y, x, d: tiles.__setitem__((y, x), d.clone()), **options
     )

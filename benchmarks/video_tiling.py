@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from checkpoints import write_video_checkpoint  # noqa: E402
-from tiling import boundary_f1  # noqa: E402  (the image tiling benchmark's metric)
+from tiling import boundary_f1, smooth_noise  # noqa: E402  (the image tiling benchmark's metric, noise)
 
 from depth_anything import DepthModel  # noqa: E402
 from depth_anything.backends import Backend  # noqa: E402
@@ -116,8 +116,8 @@ class TemporalStandIn(Backend):
         rng = np.random.default_rng(key)
         whole = float(xs[0].max() - xs[0].min()) > 0.9 * VIEW
         out = seen if whole else self._crop_faults(seen, rng)
-        out = out + 0.01 * RANGE * _smooth_noise(rng, out.shape[-2:])
-        jitter = torch.stack([_smooth_noise(rng, out.shape[-2:]) for _ in range(len(out))])
+        out = out + 0.01 * RANGE * smooth_noise(rng, out.shape[-2:])
+        jitter = torch.stack([smooth_noise(rng, out.shape[-2:]) for _ in range(len(out))])
         out = out + self.jitter * RANGE * jitter
         scale = math.exp(rng.uniform(math.log(0.2), math.log(5.0)))
         return (scale * out + rng.uniform(-1, 1) * RANGE).float()
@@ -153,13 +153,6 @@ class TemporalStandIn(Backend):
         bend = xx * u * u + yy * v * v + xy * u * v
         bend = (bend - bend.mean()) / max(float(bend.max() - bend.min()), 1e-12)
         return out + rng.uniform(-1, 1) * 0.05 * RANGE * plane + rng.uniform(-0.5, 0.5) * 0.05 * RANGE * bend
-
-
-def _smooth_noise(rng: np.random.Generator, size, sigma: float = 1.5) -> torch.Tensor:
-    from scipy.ndimage import gaussian_filter
-
-    noise = gaussian_filter(rng.standard_normal(tuple(size)), sigma, mode="reflect")
-    return torch.from_numpy((noise / noise.std()).astype(np.float32))
 
 
 JITTER = {"steady": 0.0025, "jittery": 0.01}
